@@ -1,0 +1,297 @@
+"""What a plugin of each kind is: the base classes that plugins subclass.
+
+A plugin is a class. qcdtool reads its class attributes (``name``,
+``summary``, ``Params``, ``api_version``) without instantiating it, checks
+them when the plugin registers, and builds an instance with validated
+parameters only when a run spec selects it.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict
+
+from qcdtool.core.particles import ParticleBatch
+
+if TYPE_CHECKING:
+    import logging
+
+#: Version of the plugin contract. A plugin declares the version it was
+#: written against; qcdtool loads only plugins whose version equals this.
+API_VERSION = 1
+
+
+class PluginKind(enum.StrEnum):
+    """The four kinds of plugin; each has its own registration hook."""
+
+    GENERATOR = "generator"
+    IMAGER = "imager"
+    MODEL = "model"
+    METRIC = "metric"
+
+
+class PluginParams(BaseModel):
+    """Base of every plugin's parameter model.
+
+    Unknown keys are errors, values are checked strictly (a string is never
+    turned into a number; an integer is accepted where a float is expected)
+    and instances are immutable. Every field must have a default and a
+    description, which ``qcdtool plugins show`` prints.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, validate_default=True)
+
+
+@dataclass(frozen=True)
+class PluginContext:
+    """Run-wide settings that a plugin may need besides its own parameters."""
+
+    seed: int = 1
+    device: str = "auto"
+    jet_radius: float = 0.8
+    jet_algorithm: str = "antikt"
+    run_dir: Path | None = None
+    log: logging.Logger | None = None
+
+
+class Plugin:
+    """Common class attributes of all plugins."""
+
+    kind: ClassVar[PluginKind]
+    #: Unique within its kind, kebab-case (``eta-phi``).
+    name: ClassVar[str]
+    #: One line, shown by ``qcdtool plugins list``.
+    summary: ClassVar[str]
+    Params: ClassVar[type[PluginParams]] = PluginParams
+    api_version: ClassVar[int] = API_VERSION
+
+    def __init__(self, params: PluginParams, context: PluginContext) -> None:
+        self.params = params
+        self.context = context
+
+
+# --------------------------------------------------------------------------
+# Generators
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """One independent, reproducible piece of generation.
+
+    A generator splits its work into units whose content depends only on the
+    run seed and the unit itself, never on which process runs it or in what
+    order. The dataset stores units in ``index`` order, so any number of
+    workers or shards gives the same file content.
+    """
+
+    index: int
+    n_events: int
+    #: JSON-serializable description (configuration id, flavour group...).
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EventBatch:
+    """Events at parton and hadron level, as a generator returns them.
+
+    ``flavour`` is the PDG id (1 to 5) of the quark of the hard process,
+    ``config_id`` the parton-level configuration each event belongs to and
+    ``hadronization`` the index of the event among the hadronizations of that
+    configuration (0 in ``independent`` mode, where each configuration is
+    hadronized once).
+    """
+
+    config_id: NDArray[np.int64]
+    flavour: NDArray[np.int8]
+    hadronization: NDArray[np.int32]
+    parton: ParticleBatch
+    hadron: ParticleBatch
+    #: Counters to add up over the run (failed hadronizations retried...).
+    counters: Mapping[str, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.config_id)
+
+
+class Generator(Plugin):
+    """Produces events at parton and hadron level.
+
+    The core calls :meth:`plan` once, :meth:`setup` once in every worker
+    process and then :meth:`run` for the units that the worker is given.
+    """
+
+    kind: ClassVar[PluginKind] = PluginKind.GENERATOR
+
+    def plan(self, n_events: int | None = None) -> list[WorkUnit]:
+        """Split the requested events into work units, deterministically.
+
+        ``n_events`` overrides the event count of the parameters when given
+        (``qcdtool generate --events``).
+        """
+        raise NotImplementedError
+
+    def setup(self) -> None:
+        """Prepare the generator in the current process (before any ``run``)."""
+
+    def run(self, unit: WorkUnit) -> EventBatch:
+        """Generate the events of one unit."""
+        raise NotImplementedError
+
+    def metadata(self) -> dict[str, Any]:
+        """Versions and settings to store in the dataset file (JSON-serializable)."""
+        return {}
+
+
+# --------------------------------------------------------------------------
+# Imagers
+
+
+class ImagerInput(enum.StrEnum):
+    """What an imager draws: one jet per event, or the whole event."""
+
+    JET = "jet"
+    EVENT = "event"
+
+
+@dataclass(frozen=True)
+class JetBatch:
+    """Jets of one level: axes and constituents.
+
+    ``axis`` has shape (n, 4) with the (px, py, pz, E) of each jet in GeV.
+    """
+
+    axis: NDArray[np.float64]
+    constituents: ParticleBatch
+
+    def __len__(self) -> int:
+        return len(self.axis)
+
+
+@dataclass(frozen=True)
+class ImageDescription:
+    """How to read an imager's pixels; stored as attributes beside its images.
+
+    Axes are listed in array order: ``axes[0]`` runs along the rows (height),
+    ``axes[1]`` along the columns (width). ``extents`` gives the lower and
+    upper edge of each axis in ``units``.
+    """
+
+    axes: tuple[str, str]
+    extents: tuple[tuple[float, float], tuple[float, float]]
+    units: str
+    intensity: str
+    channels: tuple[str, ...]
+    shape: tuple[int, int, int]
+
+    def to_attrs(self) -> dict[str, Any]:
+        """Flatten into HDF5-storable attributes."""
+        return {
+            "axes": list(self.axes),
+            "extents": np.asarray(self.extents, dtype=np.float64),
+            "units": self.units,
+            "intensity": self.intensity,
+            "channels": list(self.channels),
+            "shape": np.asarray(self.shape, dtype=np.int64),
+        }
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """Images of both levels for the same events, (n, C, H, W) float32 each.
+
+    ``per_image`` holds extra per-event columns the imager wants stored,
+    for example the momentum fraction that fell outside the window.
+    """
+
+    parton: NDArray[np.float32]
+    hadron: NDArray[np.float32]
+    per_image: Mapping[str, NDArray[np.generic]] = field(default_factory=dict)
+
+
+class Imager(Plugin):
+    """Turns jets (or whole events) of both levels into images.
+
+    Both levels are drawn by the same imager with the same parameters, in one
+    call, so that an imager whose frame comes from one level (the event
+    imager) can draw the other level in that same frame.
+    """
+
+    kind: ClassVar[PluginKind] = PluginKind.IMAGER
+    input: ClassVar[ImagerInput] = ImagerInput.JET
+
+    def describe(self) -> ImageDescription:
+        """Axes, extents, units and intensity of the images this imager makes."""
+        raise NotImplementedError
+
+    def render(self, parton: JetBatch | ParticleBatch, hadron: JetBatch | ParticleBatch) -> ImageSet:
+        """Draw the images of ``n`` events.
+
+        Jet imagers receive :class:`JetBatch` objects; event imagers receive
+        all final-state particles of each event as :class:`ParticleBatch`.
+        """
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------
+# Models
+
+
+class Direction(enum.StrEnum):
+    """Which way a model maps images."""
+
+    #: parton image -> distribution of hadron images
+    FORWARD = "forward"
+    #: hadron image -> the parton image it came from
+    INVERSE = "inverse"
+
+
+class Model(Plugin):
+    """A conditional generative model of one level's image given the other's.
+
+    The training and sampling API is defined where the training stage is
+    built; plugins of this kind are listed and validated already.
+    """
+
+    kind: ClassVar[PluginKind] = PluginKind.MODEL
+
+
+# --------------------------------------------------------------------------
+# Metrics
+
+
+@dataclass(frozen=True)
+class MetricValue:
+    """One number a metric reports, with its uncertainty and a reference.
+
+    ``baseline`` is the value the metric takes on truth against truth (or a
+    ceiling or chance level), so that a result can be judged against it.
+    """
+
+    value: float
+    uncertainty: float
+    baseline: float | None = None
+    note: str = ""
+
+
+class Metric(Plugin):
+    """Scores generated images against the truth."""
+
+    kind: ClassVar[PluginKind] = PluginKind.METRIC
+
+
+#: The registration callable handed to every ``register_<kind>s`` hook.
+Register = Callable[[type[Plugin]], None]
+
+BASE_CLASSES: dict[PluginKind, type[Plugin]] = {
+    PluginKind.GENERATOR: Generator,
+    PluginKind.IMAGER: Imager,
+    PluginKind.MODEL: Model,
+    PluginKind.METRIC: Metric,
+}
