@@ -199,9 +199,7 @@ def emit_fastjet_banner(target: str | os.PathLike[str] | int = os.devnull) -> No
         offsets=np.array([0, 1], dtype=np.int64),
     )
     with redirect_fd1(target):
-        fastjet.ClusterSequence(
-            _awkward_events(event, np.zeros(1, dtype=np.int64)), jet_definition(JetSettings())
-        )
+        fastjet.ClusterSequence(_awkward_events(event, np.zeros(1, dtype=np.int64)), jet_definition(JetSettings()))
     _fastjet_banner_done = True
 
 
@@ -413,9 +411,7 @@ def _delta_r(
     )
 
 
-def _matched_jet(
-    jets: EventJets, reference: LevelJets, settings: JetSettings
-) -> tuple[IntArray, NDArray[np.bool_]]:
+def _matched_jet(jets: EventJets, reference: LevelJets, settings: JetSettings) -> tuple[IntArray, NDArray[np.bool_]]:
     """Find each event's jet nearest to the reference jet within the match radius.
 
     Returns the flat jet index (-1 where none) and whether a jet lay within

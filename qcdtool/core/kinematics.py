@@ -71,7 +71,7 @@ def opening_angle(
     b = np.stack(np.broadcast_arrays(*(np.asarray(v, dtype=np.float64) for v in (px2, py2, pz2))), -1)
     cross = np.linalg.norm(np.cross(a, b), axis=-1)
     dot = np.sum(a * b, axis=-1)
-    return np.arctan2(cross, dot)
+    return np.asarray(np.arctan2(cross, dot), dtype=np.float64)
 
 
 def delta_r(eta1: ArrayLike, phi1: ArrayLike, eta2: ArrayLike, phi2: ArrayLike) -> FloatArray:

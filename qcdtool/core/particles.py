@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -50,14 +51,12 @@ class ParticleBatch:
             raise ValueError("offsets must start with 0")
         for name in PARTICLE_COLUMNS:
             if len(getattr(self, name)) != n_particles:
-                raise ValueError(
-                    f"column {name!r} has {len(getattr(self, name))} entries, offsets say {n_particles}"
-                )
+                raise ValueError(f"column {name!r} has {len(getattr(self, name))} entries, offsets say {n_particles}")
 
     @classmethod
     def empty(cls) -> ParticleBatch:
         """A batch with no entries."""
-        columns = {name: np.zeros(0, dtype=dtype) for name, dtype in PARTICLE_COLUMNS.items()}
+        columns: dict[str, Any] = {name: np.zeros(0, dtype=dtype) for name, dtype in PARTICLE_COLUMNS.items()}
         return cls(**columns, offsets=np.zeros(1, dtype=np.int64))
 
     @classmethod
@@ -65,7 +64,9 @@ class ParticleBatch:
         """Join batches entry-wise, in order."""
         if not batches:
             return cls.empty()
-        columns = {name: np.concatenate([getattr(b, name) for b in batches]) for name in PARTICLE_COLUMNS}
+        columns: dict[str, Any] = {
+            name: np.concatenate([getattr(b, name) for b in batches]) for name in PARTICLE_COLUMNS
+        }
         counts = np.concatenate([b.counts for b in batches])
         return cls(**columns, offsets=offsets_from_counts(counts))
 

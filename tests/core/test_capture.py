@@ -41,9 +41,7 @@ def test_redirect_flushes_c_stdio(tmp_path: Path) -> None:
     )
     environment = {key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"}
     environment["PYTHONPATH"] = str(REPO_ROOT)
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=environment, check=True
-    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment, check=True)
     assert log.read_text() == "from C\n"
     assert result.stdout == "after\n"
 

@@ -277,9 +277,7 @@ def test_find_jet_pairs_length_mismatch() -> None:
 
 
 @pytest.mark.parametrize("algorithm", ["antikt", "cambridge", "ee-genkt", "durham"])
-def test_jet_equals_sum_of_constituents(
-    ee_events: tuple[ParticleBatch, ParticleBatch], algorithm: str
-) -> None:
+def test_jet_equals_sum_of_constituents(ee_events: tuple[ParticleBatch, ParticleBatch], algorithm: str) -> None:
     parton, hadron = ee_events
     pairs = find_jet_pairs(parton, hadron, JetSettings(algorithm=algorithm))  # type: ignore[arg-type]
     for level, particles in (("parton", parton), ("hadron", hadron)):
@@ -305,9 +303,7 @@ def test_matched_jets_within_radius(ee_events: tuple[ParticleBatch, ParticleBatc
 def test_every_particle_in_one_jet(ee_events: tuple[ParticleBatch, ParticleBatch]) -> None:
     _, hadron = ee_events
     jets = cluster_jets(hadron, JetSettings())
-    per_event = np.bincount(
-        np.repeat(jets.event_index, np.diff(jets.constituent_offsets)), minlength=len(hadron)
-    )
+    per_event = np.bincount(np.repeat(jets.event_index, np.diff(jets.constituent_offsets)), minlength=len(hadron))
     assert per_event.tolist() == hadron.counts.tolist()
 
 

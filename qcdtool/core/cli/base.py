@@ -1,0 +1,125 @@
+"""Shared pieces of the command line: the error boundary, verbosity options, consoles."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.markup import escape
+
+from qcdtool.core.errors import QcdtoolError, SpecError
+from qcdtool.core.logs import setup_logging
+from qcdtool.core.registry import PluginRegistry, create_registry
+
+log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Width of tables written to a file or a pipe, where no terminal sets one.
+PIPE_WIDTH = 160
+
+
+@dataclass
+class CliState:
+    """Per-invocation state shared by all commands."""
+
+    verbosity: int = 0
+    _registry: PluginRegistry | None = field(default=None, repr=False)
+
+    @property
+    def out(self) -> Console:
+        """Console for a command's output (stdout); wide when stdout is a file or a pipe."""
+        width = None if sys.stdout.isatty() else PIPE_WIDTH
+        return Console(soft_wrap=False, highlight=False, width=width)
+
+    @property
+    def err(self) -> Console:
+        """Console for logs, progress and errors (stderr)."""
+        return Console(stderr=True, highlight=False)
+
+    @property
+    def registry(self) -> PluginRegistry:
+        """The plugin registry, discovered once per invocation."""
+        if self._registry is None:
+            self._registry = create_registry()
+        return self._registry
+
+
+def get_state() -> CliState:
+    """The CliState of the running command."""
+    ctx = click.get_current_context()
+    state = ctx.find_object(CliState)
+    if state is None:
+        state = ctx.ensure_object(CliState)
+    return state
+
+
+def _set_verbosity(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    state = ctx.ensure_object(CliState)
+    if param.name == "verbose" and value:
+        state.verbosity = max(state.verbosity, 0) + int(value)
+    elif param.name == "quiet" and value:
+        state.verbosity = -1
+    setup_logging(state.verbosity, state.err)
+    return value
+
+
+def verbosity_options(command: F) -> F:
+    """Add ``-v/--verbose`` and ``-q/--quiet`` to a command."""
+    command = click.option(
+        "-q",
+        "--quiet",
+        is_flag=True,
+        expose_value=False,
+        callback=_set_verbosity,
+        help="Show only warnings and errors.",
+    )(command)
+    command = click.option(
+        "-v",
+        "--verbose",
+        count=True,
+        expose_value=False,
+        callback=_set_verbosity,
+        help="Show debug messages and tracebacks of internal errors; -vv also shows libraries' debug messages.",
+    )(command)
+    return command
+
+
+class QcdtoolGroup(click.Group):
+    """A click group that reports user errors in one line each and exits with status 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except QcdtoolError as exc:
+            err = Console(stderr=True, highlight=False)
+            lines = (
+                [problem.render(exc.source) for problem in exc.problems]
+                if isinstance(exc, SpecError)
+                else str(exc).splitlines()
+            )
+            for line in lines:
+                err.print(f"[bold red]error:[/] {escape(line)}", soft_wrap=True)
+            ctx.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except KeyboardInterrupt:
+            Console(stderr=True).print("[yellow]interrupted[/]")
+            ctx.exit(130)
+        except Exception as exc:
+            state = ctx.find_object(CliState)
+            if state is not None and state.verbosity > 0:
+                raise
+            err = Console(stderr=True, highlight=False)
+            err.print(
+                f"[bold red]internal error:[/] {escape(type(exc).__name__)}: {escape(str(exc))}\n"
+                "This is a bug in qcdtool or one of its plugins; run the command again with -v "
+                "to see the traceback, and report it.",
+                soft_wrap=True,
+            )
+            ctx.exit(1)

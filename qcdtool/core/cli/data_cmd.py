@@ -1,0 +1,219 @@
+"""``qcdtool generate``, ``merge`` and ``inspect``: the dataset file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from qcdtool.core.cli.base import get_state, verbosity_options
+from qcdtool.core.dataset import LEVELS, Dataset, merge_shards
+from qcdtool.core.generate import GenerateOptions, Shard, generate_dataset
+from qcdtool.core.logs import log_to_file
+from qcdtool.core.pipeline import LOG_FILE
+from qcdtool.core.spec import load_spec
+
+FLAVOUR_NAMES = {1: "d", 2: "u", 3: "s", 4: "c", 5: "b"}
+
+
+class EventRateColumn(TextColumn):
+    """Events per second of a rich progress task."""
+
+    def __init__(self) -> None:
+        super().__init__("")
+
+    def render(self, task):  # type: ignore[no-untyped-def]
+        speed = task.finished_speed or task.speed
+        return super().render(task) if speed is None else f"{speed:,.0f} events/s"
+
+
+@click.command("generate")
+@click.argument("spec_path", metavar="SPEC", type=click.Path(path_type=Path))
+@click.option(
+    "--events",
+    type=click.IntRange(min=1),
+    default=None,
+    help=(
+        "Events to generate instead of the spec's count: per configuration in rehadronize mode, "
+        "in all in independent mode."
+    ),
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Number of local worker processes; the file's content does not depend on it.",
+)
+@click.option(
+    "--shard",
+    "shard_text",
+    default=None,
+    metavar="K/N",
+    help=(
+        "Write only shard K of N (K from 1 to N), e.g. as one task of a Slurm job array; "
+        "join the shards with 'qcdtool merge'."
+    ),
+)
+@click.option("--resume", is_flag=True, help="Continue an interrupted file from its last committed unit.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Dataset file to write; default: dataset.h5 (or dataset.shard-K-of-N.h5) in the run folder.",
+)
+@verbosity_options
+def generate(
+    spec_path: Path, events: int | None, workers: int, shard_text: str | None, resume: bool, output: Path | None
+) -> None:
+    """Generate events, find jets and draw images as SPEC says; write the dataset file."""
+    state = get_state()
+    shard = Shard.parse(shard_text) if shard_text is not None else None
+    spec = load_spec(spec_path, state.registry)
+    options = GenerateOptions(
+        n_events=events, workers=workers, shard=shard, resume=resume, output=output, verbosity=state.verbosity
+    )
+    progress = Progress(
+        TextColumn("generating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        EventRateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=state.err,
+        transient=False,
+        disable=state.verbosity < 0,
+    )
+    task = progress.add_task("events", total=None)
+
+    def on_progress(done: int, total: int) -> None:
+        progress.update(task, completed=done, total=total)
+
+    with log_to_file(spec.run_dir / LOG_FILE), progress:
+        path, summary = generate_dataset(spec, options, on_progress)
+    state.err.print(summary)
+    click.echo(str(path))
+
+
+@click.command("merge")
+@click.argument("output", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@verbosity_options
+def merge(output: Path, inputs: tuple[Path, ...]) -> None:
+    """Join the shard files INPUTS of one spec into OUTPUT, in shard order."""
+    count, rows = merge_shards(output, list(inputs))
+    click.echo(f"{output}: {rows} events from {count} shards")
+
+
+@click.command("inspect")
+@click.argument("path", metavar="FILE", type=click.Path(path_type=Path))
+@click.option("--allow-incomplete", is_flag=True, help="Summarize an interrupted file's committed events too.")
+@verbosity_options
+def inspect(path: Path, allow_incomplete: bool) -> None:
+    """Summarize a dataset file: counts, flavours, multiplicities, jets, images."""
+    out = get_state().out
+    with Dataset(path, allow_incomplete=allow_incomplete) as dataset:
+        attrs = dataset.attrs
+        out.print(f"[bold]{path}[/]  qcdtool dataset format {int(attrs['format_version'])}")
+        header = Table(show_header=False, box=None)
+        header.add_row("written by", f"qcdtool {attrs.get('qcdtool_version')} on {attrs.get('created')}")
+        header.add_row("complete", str(bool(attrs.get("complete"))))
+        header.add_row("seed", str(attrs.get("seed")))
+        header.add_row("generator", str(attrs.get("generator")))
+        if attrs.get("shard"):
+            header.add_row("shard", str(attrs.get("shard")))
+        out.print(header)
+
+        n = len(dataset)
+        config = dataset.column("config_id")
+        flavour = dataset.column("flavour")
+        configs, per_config = np.unique(config, return_counts=True)
+        table = Table(title="events")
+        table.add_column("quantity")
+        table.add_column("value", overflow="fold")
+        table.add_row("events", f"{n}")
+        table.add_row("parton configurations", f"{len(configs)}")
+        if len(configs):
+            table.add_row(
+                "events per configuration",
+                f"min {per_config.min()}, mean {per_config.mean():.1f}, max {per_config.max()}",
+            )
+        codes, counts = np.unique(flavour, return_counts=True)
+        table.add_row(
+            "flavour of the hard quark",
+            ", ".join(
+                f"{FLAVOUR_NAMES.get(int(c), c)}: {k} ({k / max(n, 1):.1%})" for c, k in zip(codes, counts, strict=True)
+            ),
+        )
+        for level in LEVELS:
+            multiplicity, charged = _multiplicities(dataset, level)
+            table.add_row(
+                f"{level}-level particles per event",
+                f"mean {multiplicity:.2f}, charged mean {charged:.2f}",
+            )
+        for key, value in sorted(dataset.counters.items()):
+            table.add_row(f"counter {key}", str(value))
+        out.print(table)
+
+        if n:
+            jets = Table(title="jets (GeV, radians)")
+            for column in ("level", "quantity", "mean", "std", "min", "max"):
+                jets.add_column(column)
+            for level in LEVELS:
+                columns = dataset.jet_columns(level)
+                _, offsets = dataset.jet_constituent_index(level)
+                columns["constituents"] = np.diff(offsets).astype(np.float64)
+                for name in ("E", "pt", "mass", "constituents"):
+                    values = columns[name]
+                    jets.add_row(
+                        level,
+                        name,
+                        f"{values.mean():.3f}",
+                        f"{values.std():.3f}",
+                        f"{values.min():.3f}",
+                        f"{values.max():.3f}",
+                    )
+            angle = np.asarray(dataset.file["jets"]["delta_angle"][:n])
+            jets.add_row(
+                "both",
+                "angle between axes",
+                f"{angle.mean():.4f}",
+                f"{angle.std():.4f}",
+                f"{angle.min():.4f}",
+                f"{angle.max():.4f}",
+            )
+            out.print(jets)
+
+        if dataset.image_labels:
+            images = Table(title="images")
+            for column in ("label", "shape (C, H, W)", "axes", "intensity", "units"):
+                images.add_column(column, overflow="fold")
+            for label in dataset.image_labels:
+                image_attrs = dataset.image_attrs(label)
+                images.add_row(
+                    label,
+                    str(tuple(int(x) for x in image_attrs["shape"])),
+                    ", ".join(str(a) for a in image_attrs["axes"]),
+                    str(image_attrs["intensity"]),
+                    str(image_attrs["units"]),
+                )
+            out.print(images)
+
+
+def _multiplicities(dataset: Dataset, level: str, rows_per_read: int = 1 << 16) -> tuple[float, float]:
+    """Mean number of particles and of charged particles per event, read slice by slice."""
+    n = len(dataset)
+    if n == 0:
+        return 0.0, 0.0
+    total = 0
+    charged = 0
+    for rows in dataset.iter_slices(rows_per_read):
+        particles = dataset.particles(level, rows)
+        total += len(particles.charge)
+        charged += int(np.count_nonzero(particles.charge))
+    return total / n, charged / n

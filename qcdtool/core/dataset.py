@@ -1,0 +1,626 @@
+"""The HDF5 dataset file: events, jets and images, written in units as they stream in.
+
+Layout (format version 1; docs/dataset.md describes every field)::
+
+    /                      attributes: format, format_version, qcdtool_version, spec,
+                           spec_hash, seed, generator, shard, units_planned, commit,
+                           complete, created
+    /units/index, /units/rows              one row per unit written, in order
+    /events/config_id, flavour, hadronization
+    /events/<level>/px, py, pz, E, pid, charge, offsets      level: parton, hadron
+    /jets/<level>/px, py, pz, E, pt, eta, phi, mass
+    /jets/<level>/constituents, offsets    indices into the event's particles
+    /jets/delta_angle, /jets/delta_r       distance between the two jet axes
+    /images/<label>/parton, hadron         (n, C, H, W) float32
+    /images/<label>/<column>               per-image columns of the imager
+
+Every table is appended unit by unit. After each unit, one attribute,
+``commit``, records in a single write what is committed: units, rows,
+particle totals and counters. A file whose writer was interrupted therefore holds a committed
+prefix plus, perhaps, a partial unit that a resume cuts away. Readers refuse
+a file without ``complete = True`` unless asked to look at it anyway.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import h5py
+import numpy as np
+from numpy.typing import NDArray
+
+from qcdtool import __version__
+from qcdtool.core.contracts import EventBatch, ImageDescription, ImageSet, JetBatch
+from qcdtool.core.errors import DatasetError
+from qcdtool.core.particles import PARTICLE_COLUMNS, ParticleBatch, offsets_from_counts
+
+log = logging.getLogger(__name__)
+
+FORMAT = "qcdtool-dataset"
+FORMAT_VERSION = 1
+LEVELS: tuple[Literal["parton", "hadron"], ...] = ("parton", "hadron")
+JET_COLUMNS = ("px", "py", "pz", "E", "pt", "eta", "phi", "mass")
+EVENT_COLUMNS: dict[str, np.dtype[Any]] = {
+    "config_id": np.dtype(np.int64),
+    "flavour": np.dtype(np.int8),
+    "hadronization": np.dtype(np.int32),
+}
+
+# Chunk lengths along the appended axis. Flat particle columns hold about 50
+# entries per event, event columns one, images one per event.
+PARTICLE_CHUNK = 1 << 16
+ROW_CHUNK = 1 << 12
+IMAGE_CHUNK_BYTES = 1 << 18
+
+
+@dataclass(frozen=True)
+class JetColumns:
+    """One level's jets of the accepted events of a unit.
+
+    ``constituents`` holds, per jet, indices into that event's particles of
+    the same level (int32, with ``offsets``).
+    """
+
+    columns: Mapping[str, NDArray[np.float64]]
+    constituents: NDArray[np.int32]
+    offsets: NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class UnitResult:
+    """Everything one work unit adds to the file, accepted events only."""
+
+    unit_index: int
+    events: EventBatch
+    jets: Mapping[str, JetColumns]
+    delta_angle: NDArray[np.float64]
+    delta_r: NDArray[np.float64]
+    images: Mapping[str, ImageSet] = field(default_factory=dict)
+    counters: Mapping[str, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+
+def _create_appendable(
+    group: h5py.Group, name: str, dtype: np.dtype[Any], row_shape: tuple[int, ...], chunk: int
+) -> None:
+    group.create_dataset(
+        name,
+        shape=(0, *row_shape),
+        maxshape=(None, *row_shape),
+        dtype=dtype,
+        chunks=(chunk, *row_shape),
+        compression="lzf",
+        shuffle=True,
+        track_times=False,
+    )
+
+
+def _append(dataset: h5py.Dataset, values: NDArray[Any]) -> None:
+    start = dataset.shape[0]
+    dataset.resize(start + len(values), axis=0)
+    if len(values):
+        dataset[start:] = values
+
+
+def _image_chunk(shape: tuple[int, ...]) -> int:
+    per_image = int(np.prod(shape)) * 4
+    return max(1, min(1024, IMAGE_CHUNK_BYTES // per_image))
+
+
+class DatasetWriter:
+    """Writes a dataset file unit by unit; each unit is committed as a whole."""
+
+    def __init__(self, file: h5py.File) -> None:
+        self.file = file
+
+    # -- creation and resumption -------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        path: Path,
+        attrs: Mapping[str, Any],
+        imagers: Mapping[str, tuple[ImageDescription, Mapping[str, Any]]],
+    ) -> DatasetWriter:
+        """Create a new file with empty tables; ``imagers`` maps label to (description, params)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        file = h5py.File(path, "w", track_order=True)
+        try:
+            root = file.attrs
+            root["format"] = FORMAT
+            root["format_version"] = FORMAT_VERSION
+            root["qcdtool_version"] = __version__
+            root["created"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+            root["complete"] = False
+            root["commit"] = json.dumps(_EMPTY_COMMIT, sort_keys=True)
+            for key, value in attrs.items():
+                root[key] = value
+            _create_tables(file, imagers)
+            file.flush()
+        except BaseException:
+            file.close()
+            raise
+        return cls(file)
+
+    @classmethod
+    def resume(cls, path: Path, spec_hash: str) -> DatasetWriter:
+        """Reopen an interrupted file and cut it back to its last committed unit."""
+        file = open_h5(path, "r+")
+        try:
+            check_format(file, path)
+            if file.attrs.get("complete", False):
+                raise DatasetError(f"{path} is already complete; there is nothing to resume")
+            if file.attrs.get("spec_hash") != spec_hash:
+                raise DatasetError(
+                    f"{path} was started from a different spec (its generator, jets or imagers differ); "
+                    "it cannot be resumed with this one. Remove it, or use the spec it was made with"
+                )
+            writer = cls(file)
+            writer._truncate_to_committed()
+        except BaseException:
+            file.close()
+            raise
+        return writer
+
+    def _truncate_to_committed(self) -> None:
+        file = self.file
+        commit = read_commit(file)
+        rows = commit["rows"]
+        units = commit["units_done"]
+        totals = commit["totals"]
+        for name in ("index", "rows"):
+            file["units"][name].resize(units, axis=0)
+        for column in EVENT_COLUMNS:
+            file["events"][column].resize(rows, axis=0)
+        for level in LEVELS:
+            particles = file["events"][level]
+            for column in PARTICLE_COLUMNS:
+                particles[column].resize(int(totals.get(f"events/{level}", 0)), axis=0)
+            particles["offsets"].resize(rows + 1, axis=0)
+            jets = file["jets"][level]
+            for column in JET_COLUMNS:
+                jets[column].resize(rows, axis=0)
+            jets["constituents"].resize(int(totals.get(f"jets/{level}", 0)), axis=0)
+            jets["offsets"].resize(rows + 1, axis=0)
+        for name in ("delta_angle", "delta_r"):
+            file["jets"][name].resize(rows, axis=0)
+        for group in file["images"].values():
+            for dataset in group.values():
+                dataset.resize(rows, axis=0)
+        file.flush()
+
+    # -- writing -------------------------------------------------------------
+
+    @property
+    def units_done(self) -> int:
+        """Units committed so far."""
+        return int(read_commit(self.file)["units_done"])
+
+    @property
+    def rows(self) -> int:
+        """Events committed so far."""
+        return int(read_commit(self.file)["rows"])
+
+    def append(self, result: UnitResult) -> None:
+        """Write one unit's rows and commit them."""
+        file = self.file
+        events = result.events
+        commit = read_commit(file)
+        rows_before = commit["rows"]
+        totals = dict(commit["totals"])
+
+        for column in EVENT_COLUMNS:
+            _append(file["events"][column], np.asarray(getattr(events, column), dtype=EVENT_COLUMNS[column]))
+        for level in LEVELS:
+            batch: ParticleBatch = getattr(events, level)
+            group = file["events"][level]
+            base = int(totals.get(f"events/{level}", 0))
+            for column in PARTICLE_COLUMNS:
+                _append(group[column], getattr(batch, column))
+            _append(group["offsets"], batch.offsets[1:] + base)
+            totals[f"events/{level}"] = base + int(batch.offsets[-1])
+
+            jets = result.jets[level]
+            group = file["jets"][level]
+            base = int(totals.get(f"jets/{level}", 0))
+            for column in JET_COLUMNS:
+                _append(group[column], np.asarray(jets.columns[column], dtype=np.float64))
+            _append(group["constituents"], jets.constituents)
+            _append(group["offsets"], jets.offsets[1:] + base)
+            totals[f"jets/{level}"] = base + int(jets.offsets[-1])
+        _append(file["jets"]["delta_angle"], result.delta_angle)
+        _append(file["jets"]["delta_r"], result.delta_r)
+
+        for label, images in result.images.items():
+            group = file["images"][label]
+            _append(group["parton"], images.parton)
+            _append(group["hadron"], images.hadron)
+            for column, values in images.per_image.items():
+                if column not in group:
+                    _create_appendable(group, column, np.asarray(values).dtype, (), ROW_CHUNK)
+                    group[column].resize(rows_before, axis=0)
+                _append(group[column], np.asarray(values))
+
+        _append(file["units"]["index"], np.array([result.unit_index], dtype=np.int64))
+        _append(file["units"]["rows"], np.array([len(result)], dtype=np.int64))
+        counters = dict(commit["counters"])
+        for key, value in result.counters.items():
+            counters[key] = int(counters.get(key, 0)) + int(value)
+
+        # Commit: the data is on disk first, then one attribute write says so.
+        file.flush()
+        new_commit = {
+            "units_done": commit["units_done"] + 1,
+            "rows": rows_before + len(result),
+            "totals": totals,
+            "counters": counters,
+        }
+        file.attrs["commit"] = json.dumps(new_commit, sort_keys=True)
+        file.flush()
+
+    def finish(self) -> None:
+        """Mark the file complete and close it."""
+        self.file.attrs["complete"] = True
+        self.file.attrs["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        self.file.flush()
+        self.file.close()
+
+    def close(self) -> None:
+        """Close without marking the file complete."""
+        if self.file.id.valid:
+            self.file.close()
+
+
+_EMPTY_COMMIT: dict[str, Any] = {"units_done": 0, "rows": 0, "totals": {}, "counters": {}}
+
+
+def read_commit(file: h5py.File) -> dict[str, Any]:
+    """What the writer last committed: units_done, rows, totals and counters."""
+    commit = json.loads(str(file.attrs.get("commit", json.dumps(_EMPTY_COMMIT))))
+    return {**_EMPTY_COMMIT, **commit}
+
+
+def _create_tables(file: h5py.File, imagers: Mapping[str, tuple[ImageDescription, Mapping[str, Any]]]) -> None:
+    units = file.create_group("units")
+    _create_appendable(units, "index", np.dtype(np.int64), (), 256)
+    _create_appendable(units, "rows", np.dtype(np.int64), (), 256)
+    events = file.create_group("events")
+    for column, dtype in EVENT_COLUMNS.items():
+        _create_appendable(events, column, dtype, (), ROW_CHUNK)
+    jets = file.create_group("jets")
+    for level in LEVELS:
+        particles = events.create_group(level)
+        for column, dtype in PARTICLE_COLUMNS.items():
+            _create_appendable(particles, column, dtype, (), PARTICLE_CHUNK)
+        _create_appendable(particles, "offsets", np.dtype(np.int64), (), ROW_CHUNK)
+        particles["offsets"].resize(1, axis=0)  # offsets start with a 0
+        level_jets = jets.create_group(level)
+        for column in JET_COLUMNS:
+            _create_appendable(level_jets, column, np.dtype(np.float64), (), ROW_CHUNK)
+        _create_appendable(level_jets, "constituents", np.dtype(np.int32), (), PARTICLE_CHUNK)
+        _create_appendable(level_jets, "offsets", np.dtype(np.int64), (), ROW_CHUNK)
+        level_jets["offsets"].resize(1, axis=0)
+    _create_appendable(jets, "delta_angle", np.dtype(np.float64), (), ROW_CHUNK)
+    _create_appendable(jets, "delta_r", np.dtype(np.float64), (), ROW_CHUNK)
+    images = file.create_group("images")
+    for label, (description, params) in imagers.items():
+        add_image_group(images, label, description, params)
+
+
+def add_image_group(
+    images: h5py.Group, label: str, description: ImageDescription, params: Mapping[str, Any], rows: int = 0
+) -> h5py.Group:
+    """Create the empty image tables of one imager, with its description and parameters as attributes."""
+    group = images.create_group(label)
+    for key, value in description.to_attrs().items():
+        group.attrs[key] = value
+    group.attrs["params"] = json.dumps(dict(params), sort_keys=True)
+    shape = tuple(description.shape)
+    for level in LEVELS:
+        _create_appendable(group, level, np.dtype(np.float32), shape, _image_chunk(shape))
+        if rows:
+            group[level].resize(rows, axis=0)
+    return group
+
+
+# --------------------------------------------------------------------------
+# Reading
+
+
+def open_h5(path: Path, mode: str = "r") -> h5py.File:
+    """Open an HDF5 file, turning h5py's low-level errors into a DatasetError."""
+    if not path.exists():
+        raise DatasetError(f"dataset file not found: {path}")
+    if path.is_dir():
+        raise DatasetError(f"{path} is a directory; expected a dataset file (.h5)")
+    try:
+        return h5py.File(path, mode)
+    except OSError as exc:
+        raise DatasetError(
+            f"{path} cannot be opened as HDF5 (truncated, corrupted or not an HDF5 file): {exc}"
+        ) from exc
+
+
+def check_format(file: h5py.File, path: Path) -> None:
+    """Refuse a file that is not a qcdtool dataset of this format version."""
+    if file.attrs.get("format") != FORMAT:
+        raise DatasetError(f"{path} is not a qcdtool dataset (no format = '{FORMAT}' attribute)")
+    version = int(file.attrs.get("format_version", -1))
+    if version != FORMAT_VERSION:
+        newer = "a newer" if version > FORMAT_VERSION else "an older"
+        raise DatasetError(
+            f"{path} has dataset format version {version}, {newer} format than this qcdtool "
+            f"({__version__}) reads (version {FORMAT_VERSION})"
+        )
+
+
+class Dataset:
+    """Read access to a dataset file; tables are read lazily, slice by slice."""
+
+    def __init__(self, path: Path | str, allow_incomplete: bool = False) -> None:
+        self.path = Path(path)
+        self.file = open_h5(self.path)
+        try:
+            check_format(self.file, self.path)
+            if not allow_incomplete and not bool(self.file.attrs.get("complete", False)):
+                raise DatasetError(
+                    f"{self.path} is incomplete: its generation was interrupted after "
+                    f"{read_commit(self.file)['rows']} events. Resume it with "
+                    "'qcdtool generate SPEC --resume', or remove it and generate again"
+                )
+        except BaseException:
+            self.file.close()
+            raise
+        self._rows = int(read_commit(self.file)["rows"])
+
+    def __enter__(self) -> Dataset:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the file."""
+        if self.file.id.valid:
+            self.file.close()
+
+    def __len__(self) -> int:
+        return self._rows
+
+    @property
+    def attrs(self) -> h5py.AttributeManager:
+        """Root attributes."""
+        return self.file.attrs
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """Run counters (skipped events, failed hadronizations...)."""
+        return {key: int(value) for key, value in read_commit(self.file)["counters"].items()}
+
+    @property
+    def image_labels(self) -> list[str]:
+        """Labels of the imagers whose images the file holds."""
+        return list(self.file["images"].keys())
+
+    def column(self, name: str, rows: slice | NDArray[np.int64] = slice(None)) -> NDArray[Any]:
+        """An event column (config_id, flavour, hadronization) for the given rows."""
+        return np.asarray(self.file["events"][name][: self._rows][rows])
+
+    def particles(self, level: str, rows: slice = slice(None)) -> ParticleBatch:
+        """Final-state particles of one level for a contiguous range of events."""
+        start, stop = _bounds(rows, self._rows)
+        group = self.file["events"][level]
+        offsets = np.asarray(group["offsets"][start : stop + 1], dtype=np.int64)
+        lo, hi = int(offsets[0]), int(offsets[-1])
+        columns: dict[str, Any] = {column: np.asarray(group[column][lo:hi]) for column in PARTICLE_COLUMNS}
+        return ParticleBatch(**columns, offsets=offsets - lo)
+
+    def jet_constituent_index(
+        self, level: str, rows: slice = slice(None)
+    ) -> tuple[NDArray[np.int32], NDArray[np.int64]]:
+        """Constituent indices (local to each event) and their offsets for a range of events."""
+        start, stop = _bounds(rows, self._rows)
+        group = self.file["jets"][level]
+        offsets = np.asarray(group["offsets"][start : stop + 1], dtype=np.int64)
+        lo, hi = int(offsets[0]), int(offsets[-1])
+        return np.asarray(group["constituents"][lo:hi]), offsets - lo
+
+    def jet_columns(self, level: str, rows: slice = slice(None)) -> dict[str, NDArray[np.float64]]:
+        """Jet kinematics (px, py, pz, E, pt, eta, phi, mass) for a range of events."""
+        start, stop = _bounds(rows, self._rows)
+        group = self.file["jets"][level]
+        return {column: np.asarray(group[column][start:stop]) for column in JET_COLUMNS}
+
+    def jets(self, level: str, rows: slice = slice(None)) -> JetBatch:
+        """Jets with their constituents gathered from the events' particles."""
+        particles = self.particles(level, rows)
+        indices, offsets = self.jet_constituent_index(level, rows)
+        return gather_jets(particles, self.jet_columns(level, rows), indices, offsets)
+
+    def images(self, label: str, level: str) -> h5py.Dataset:
+        """The (n, C, H, W) image table of one imager and level, unread (slice it to read)."""
+        if label not in self.file["images"]:
+            raise DatasetError(
+                f"{self.path} has no images of imager '{label}'; it has: {', '.join(self.image_labels) or 'none'}"
+            )
+        return self.file["images"][label][level]
+
+    def image_attrs(self, label: str) -> dict[str, Any]:
+        """The description and parameters stored with one imager's images."""
+        self.images(label, "parton")
+        attrs = dict(self.file["images"][label].attrs)
+        attrs["params"] = json.loads(str(attrs.get("params", "{}")))
+        return attrs
+
+    def iter_slices(self, batch_rows: int) -> Iterator[slice]:
+        """Contiguous row ranges of at most ``batch_rows`` events covering the file."""
+        for start in range(0, self._rows, batch_rows):
+            yield slice(start, min(start + batch_rows, self._rows))
+
+
+def gather_jets(
+    particles: ParticleBatch,
+    jet_columns: Mapping[str, NDArray[np.float64]],
+    indices: NDArray[np.int32],
+    offsets: NDArray[np.int64],
+) -> JetBatch:
+    """Build a JetBatch from event particles and per-event constituent indices."""
+    counts = np.diff(offsets)
+    event_start = np.repeat(particles.offsets[:-1], counts)
+    index = event_start + indices.astype(np.int64)
+    constituents = ParticleBatch(
+        **{column: getattr(particles, column)[index] for column in PARTICLE_COLUMNS},
+        offsets=offsets_from_counts(counts),
+    )
+    axis = np.stack([jet_columns[c] for c in ("px", "py", "pz", "E")], axis=1)
+    return JetBatch(axis=axis, constituents=constituents)
+
+
+def _bounds(rows: slice, n: int) -> tuple[int, int]:
+    start, stop, step = rows.indices(n)
+    if step != 1:
+        raise ValueError("only contiguous row ranges can be read; use a slice with step 1")
+    return start, max(start, stop)
+
+
+# --------------------------------------------------------------------------
+# Merging shards
+
+#: Flat tables and the offsets table that indexes into each of them.
+_OFFSET_TABLES = {
+    "events/parton/offsets": "events/parton/px",
+    "events/hadron/offsets": "events/hadron/px",
+    "jets/parton/offsets": "jets/parton/constituents",
+    "jets/hadron/offsets": "jets/hadron/constituents",
+}
+MERGE_SLICE_ROWS = 1 << 15
+
+
+def merge_shards(output: Path, inputs: list[Path]) -> tuple[int, int]:
+    """Join complete shards of one spec, in shard order, into a new file.
+
+    Refuses shards of different specs, the same shard twice, missing shards
+    and incomplete shards. Returns (number of shards, number of events).
+    """
+    shards: list[tuple[int, int, Path]] = []
+    digests: dict[str, Path] = {}
+    for path in inputs:
+        with Dataset(path) as dataset:
+            shard = str(dataset.attrs.get("shard", ""))
+            digest = str(dataset.attrs.get("spec_hash"))
+        if not shard:
+            raise DatasetError(f"{path} is not a shard (it was generated without --shard); only shards can be merged")
+        index, count = (int(part) for part in shard.split("/"))
+        digests.setdefault(digest, path)
+        shards.append((index, count, path))
+    if len(digests) > 1:
+        first, second = list(digests.values())[:2]
+        raise DatasetError(f"{first} and {second} were generated from different specs; shards of one spec only")
+    counts = {count for _, count, _ in shards}
+    if len(counts) > 1:
+        raise DatasetError(
+            f"the inputs split the work differently (N = {sorted(counts)} in k/N); use shards of one split"
+        )
+    seen: dict[int, Path] = {}
+    for index, _, path in shards:
+        if index in seen:
+            raise DatasetError(f"shard {index} is given twice: {seen[index]} and {path}")
+        seen[index] = path
+    count = counts.pop()
+    missing = sorted(set(range(1, count + 1)) - set(seen))
+    if missing:
+        raise DatasetError(f"shards {', '.join(map(str, missing))} of {count} are missing; merge needs all of them")
+    if output.exists():
+        raise DatasetError(f"{output} exists; choose another output file or remove it first")
+
+    ordered = [seen[index] for index in range(1, count + 1)]
+    tmp = output.with_name(output.name + ".partial")
+    total_rows = 0
+    with h5py.File(ordered[0], "r") as first_file, h5py.File(tmp, "w", track_order=True) as out:
+        for key, value in first_file.attrs.items():
+            out.attrs[key] = value
+        first_file.visititems(lambda name, obj: _copy_empty(out, name, obj))
+        counters: dict[str, int] = {}
+        totals: dict[str, int] = {}
+        units_done = 0
+        planned = 0
+        for path in ordered:
+            with h5py.File(path, "r") as shard_file:
+                commit = read_commit(shard_file)
+                rows = int(commit["rows"])
+                _append_file(out, shard_file, rows)
+                total_rows += rows
+                units_done += int(commit["units_done"])
+                planned += int(shard_file.attrs.get("units_planned", 0))
+                for key, value in commit["counters"].items():
+                    counters[key] = counters.get(key, 0) + int(value)
+        for level in LEVELS:
+            totals[f"events/{level}"] = int(out["events"][level]["px"].shape[0])
+            totals[f"jets/{level}"] = int(out["jets"][level]["constituents"].shape[0])
+        out.attrs["shard"] = ""
+        out.attrs["units_planned"] = planned
+        out.attrs["merged_from"] = json.dumps([str(path) for path in ordered])
+        out.attrs["commit"] = json.dumps(
+            {"units_done": units_done, "rows": total_rows, "totals": totals, "counters": counters}, sort_keys=True
+        )
+        out.attrs["complete"] = True
+    tmp.replace(output)
+    return count, total_rows
+
+
+def _copy_empty(out: h5py.File, name: str, obj: Any) -> None:
+    """Create an empty twin of a group or appendable table, with its attributes."""
+    if isinstance(obj, h5py.Group):
+        group = out.require_group(name)
+        for key, value in obj.attrs.items():
+            group.attrs[key] = value
+        return
+    parent = out.require_group(str(Path(name).parent)) if "/" in name else out
+    row_shape = obj.shape[1:]
+    dataset = parent.create_dataset(
+        Path(name).name,
+        shape=(0, *row_shape),
+        maxshape=(None, *row_shape),
+        dtype=obj.dtype,
+        chunks=obj.chunks,
+        compression=obj.compression,
+        shuffle=obj.shuffle,
+        track_times=False,
+    )
+    for key, value in obj.attrs.items():
+        dataset.attrs[key] = value
+    if name in _OFFSET_TABLES:
+        dataset.resize(1, axis=0)  # the leading 0
+
+
+def _append_file(out: h5py.File, shard: h5py.File, rows: int) -> None:
+    """Append one shard's committed content to ``out``, shifting its offsets."""
+    names: list[str] = []
+    shard.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
+    bases = {name: int(out[target].shape[0]) for name, target in _OFFSET_TABLES.items()}
+    commit = read_commit(shard)
+    limits = {"units/index": int(commit["units_done"]), "units/rows": int(commit["units_done"])}
+    for level in LEVELS:
+        limits[f"events/{level}/offsets"] = rows + 1
+        limits[f"jets/{level}/offsets"] = rows + 1
+        limits[f"jets/{level}/constituents"] = int(commit["totals"].get(f"jets/{level}", 0))
+        for column in PARTICLE_COLUMNS:
+            limits[f"events/{level}/{column}"] = int(commit["totals"].get(f"events/{level}", 0))
+    for name in names:
+        source = shard[name]
+        stop = limits.get(name, rows)
+        start = 1 if name in _OFFSET_TABLES else 0
+        step = MERGE_SLICE_ROWS if source.ndim == 1 else max(1, MERGE_SLICE_ROWS // 64)
+        for lo in range(start, stop, step):
+            values = np.asarray(source[lo : min(stop, lo + step)])
+            if name in _OFFSET_TABLES:
+                values = values + bases[name]
+            _append(out[name], values)

@@ -1,0 +1,143 @@
+"""The stages of ``qcdtool run`` and the run folder they share.
+
+Stages run in a fixed order: generate (events, jets and images), train,
+sample, evaluate. A stage that this installation cannot run yet says so and
+ends the run there; it never writes stand-in output.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from qcdtool.core.environment import environment_record
+from qcdtool.core.errors import QcdtoolError
+from qcdtool.core.registry import PluginRegistry
+from qcdtool.core.spec import RunSpec
+
+log = logging.getLogger(__name__)
+
+RESOLVED_SPEC = "spec.resolved.toml"
+ENVIRONMENT = "environment.json"
+LOG_FILE = "log.txt"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Command-line choices that change how, not what, a run computes."""
+
+    workers: int = 1
+    force: bool = False
+
+
+@dataclass
+class StageContext:
+    """What a stage receives."""
+
+    spec: RunSpec
+    registry: PluginRegistry
+    options: RunOptions
+    run_dir: Path
+    verbosity: int = 0
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of a run. ``run`` is None when this installation has no implementation."""
+
+    name: str
+    description: str
+    run: Callable[[StageContext], str] | None = None
+    #: Whether the spec asks for this stage at all.
+    wanted: Callable[[RunSpec], bool] = lambda spec: True
+    unavailable_reason: str = ""
+
+
+@dataclass
+class StageOutcome:
+    """What happened to one stage: done, skipped or not available."""
+
+    name: str
+    status: str
+    message: str = ""
+
+
+@dataclass
+class RunReport:
+    """Outcome of every stage of one run."""
+
+    run_dir: Path
+    outcomes: list[StageOutcome] = field(default_factory=list)
+
+
+def _stages() -> list[Stage]:
+    """The stages in order, each wired to its implementation where one exists."""
+    from qcdtool.core.generate import generate_stage
+
+    return [
+        Stage("generate", "generate events, find jets, draw images, write dataset.h5", run=generate_stage),
+        Stage(
+            "train",
+            "train every model of the spec",
+            wanted=lambda spec: bool(spec.models),
+            unavailable_reason="model training is not part of this qcdtool version yet",
+        ),
+        Stage(
+            "sample",
+            "sample every trained model",
+            wanted=lambda spec: bool(spec.models),
+            unavailable_reason="sampling is not part of this qcdtool version yet",
+        ),
+        Stage(
+            "evaluate",
+            "compute every metric and write report.html",
+            wanted=lambda spec: bool(spec.metrics),
+            unavailable_reason="evaluation is not part of this qcdtool version yet",
+        ),
+    ]
+
+
+def prepare_run_dir(spec: RunSpec) -> Path:
+    """Create the run folder and write the resolved spec and the environment record.
+
+    Refuses a folder that holds a different resolved spec, so that results
+    of one spec are never mixed with another's.
+    """
+    run_dir = spec.run_dir
+    resolved = spec.to_toml()
+    spec_file = run_dir / RESOLVED_SPEC
+    if spec_file.exists() and spec_file.read_text(encoding="utf-8") != resolved:
+        raise QcdtoolError(
+            f"{run_dir} holds a run of a different spec ({spec_file} differs from this spec); "
+            "choose another [run] name or output folder, or remove the old run folder"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    spec_file.write_text(resolved, encoding="utf-8")
+    record = environment_record(spec.plugins_used)
+    (run_dir / ENVIRONMENT).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return run_dir
+
+
+def run_pipeline(context: StageContext) -> RunReport:
+    """Run every wanted stage in order; stop at the first one that is not available."""
+    report = RunReport(run_dir=context.run_dir)
+    stages = _stages()
+    for position, stage in enumerate(stages):
+        if not stage.wanted(context.spec):
+            report.outcomes.append(StageOutcome(stage.name, "skipped", "the spec asks for nothing in this stage"))
+            continue
+        if stage.run is None:
+            remaining = [later.name for later in stages[position + 1 :] if later.wanted(context.spec)]
+            message = f"not available: {stage.unavailable_reason}"
+            log.warning("stage %s: %s", stage.name, message)
+            report.outcomes.append(StageOutcome(stage.name, "not available", message))
+            for name in remaining:
+                report.outcomes.append(StageOutcome(name, "not run", f"stage {stage.name} is not available"))
+            break
+        log.info("stage %s: %s", stage.name, stage.description)
+        message = stage.run(context)
+        report.outcomes.append(StageOutcome(stage.name, "done", message))
+    return report

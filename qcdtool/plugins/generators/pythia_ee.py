@@ -1,0 +1,517 @@
+"""e+e- -> gamma*/Z -> q qbar with PYTHIA 8, at parton and at hadron level.
+
+Two PYTHIA instances do the work:
+
+- the *parton* instance generates the hard process and the shower
+  (``HadronLevel:all = off`` in ``rehadronize`` mode);
+- the *hadronizer* (``ProcessLevel:all = off``) hadronizes a given parton
+  record. A user hook restores an explicit copy of the saved record at the
+  start of every event, so ``nextBatch`` hadronizes one configuration many
+  times and returns whole batches as awkward arrays, with no Python loop
+  over events or particles.
+
+In ``independent`` mode the parton instance runs with hadronization on and
+each event is its own configuration.
+
+Every unit of work reseeds its instances with seeds derived from the run
+seed and the unit, so a unit's events do not depend on which process makes
+them or what it made before.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+from collections.abc import Sequence
+from functools import cache
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import Field, field_validator, model_validator
+
+from qcdtool.core.contracts import EventBatch, Generator, PluginContext, PluginParams, WorkUnit
+from qcdtool.core.errors import QcdtoolError
+from qcdtool.core.hookspecs import hookimpl
+from qcdtool.core.particles import PARTICLE_COLUMNS, ParticleBatch, offsets_from_counts
+from qcdtool.core.seeds import derive_seed
+
+log = logging.getLogger(__name__)
+
+#: PDG ids of the quark flavours the hard process may produce.
+FLAVOUR_IDS: dict[str, int] = {"d": 1, "u": 2, "s": 3, "c": 4, "b": 5}
+NEUTRINO_IDS = (12, 14, 16)
+#: Events per work unit. Fixed, because the unit boundaries decide the seeds.
+UNIT_EVENTS = 1000
+#: Event counts of each mode, with their defaults.
+MODE_COUNTS: dict[str, dict[str, int]] = {
+    "rehadronize": {"parton_events": 2, "hadronizations": 1000},
+    "independent": {"events": 10000},
+}
+#: ``nextBatch`` gives up after this many tries per requested event.
+MAX_TRIES_PER_EVENT = 10.0
+
+
+class PythiaEEParams(PluginParams):
+    """Parameters of the ``pythia-ee`` generator."""
+
+    ecm: float = Field(91.188, gt=0.0, le=1.0e5, description="Centre-of-mass energy in GeV.")
+    flavors: list[str] = Field(
+        default_factory=lambda: ["udscb"],
+        min_length=1,
+        description=(
+            "Quark flavour groups of the hard process. Each entry is a group of the letters d, u, s, c, b "
+            "('uds' is the light quarks); configurations cycle through the groups, and within a group the "
+            "flavour follows the gamma*/Z branching ratios."
+        ),
+    )
+    mode: Literal["rehadronize", "independent"] = Field(
+        "rehadronize",
+        description=(
+            "rehadronize: parton_events configurations, each hadronized `hadronizations` times; "
+            "independent: `events` events, each with its own parton configuration."
+        ),
+    )
+    events: int | None = Field(
+        None, ge=1, description="Number of events in independent mode (default 10000); not used in rehadronize mode."
+    )
+    parton_events: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "Distinct parton-level configurations in rehadronize mode (default 2); not used in independent mode."
+        ),
+    )
+    hadronizations: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "Hadronizations of each configuration in rehadronize mode (default 1000); not used in independent mode."
+        ),
+    )
+    pythia: list[str] = Field(
+        default_factory=list,
+        description="Extra PYTHIA settings, applied in order to both instances, e.g. 'StringZ:aLund = 0.7'.",
+    )
+    final_state: Literal["visible", "all", "charged"] = Field(
+        "visible",
+        description="Hadron-level particles kept: visible (all but neutrinos), all, or charged only.",
+    )
+
+    @field_validator("flavors")
+    @classmethod
+    def _check_flavors(cls, groups: list[str]) -> list[str]:
+        seen: set[str] = set()
+        for group in groups:
+            if not group:
+                raise ValueError("an empty flavour group; use letters d, u, s, c, b, e.g. 'uds' or 'b'")
+            for letter in group:
+                if letter not in FLAVOUR_IDS:
+                    raise ValueError(
+                        f"unknown flavour '{letter}' in '{group}'; allowed: d, u, s, c, b "
+                        "(combine letters for a group, e.g. 'uds')"
+                    )
+                if letter in seen:
+                    raise ValueError(f"flavour '{letter}' appears in more than one group")
+                seen.add(letter)
+        return groups
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mode_defaults(cls, data: Any) -> Any:
+        """Fill in the counts of the chosen mode; reject counts of the other mode."""
+        if not isinstance(data, dict):
+            return data
+        mode = data.get("mode", "rehadronize")
+        if mode not in MODE_COUNTS:
+            return data  # the Literal check reports the invalid mode
+        data = dict(data)
+        for key, default in MODE_COUNTS[mode].items():
+            data.setdefault(key, default)
+        for other_mode, counts in MODE_COUNTS.items():
+            for key in counts:
+                if other_mode != mode and key in data and key not in MODE_COUNTS[mode]:
+                    made = "`events` events" if mode == "independent" else "parton_events x hadronizations events"
+                    raise ValueError(f"'{key}' has no effect in mode '{mode}', which makes {made}; remove it")
+        return data
+
+
+def pythia_version() -> str:
+    """Installed version of the pythia8mc package."""
+    return importlib.metadata.version("pythia8mc")
+
+
+class PythiaSettingError(QcdtoolError):
+    """A PYTHIA setting that PYTHIA rejected, or an initialization that failed."""
+
+
+class PythiaEE(Generator):
+    """PYTHIA 8 e+e- annihilation to quarks at parton and hadron level."""
+
+    name: ClassVar[str] = "pythia-ee"
+    summary: ClassVar[str] = "PYTHIA 8 e+e- -> gamma*/Z -> q qbar, rehadronized or independent events"
+    Params = PythiaEEParams
+
+    def __init__(self, params: PythiaEEParams, context: PluginContext) -> None:
+        super().__init__(params, context)
+        self.params: PythiaEEParams = params
+        self._parton: dict[int, tuple[Any, Any]] = {}
+        self._hadronizer: _Hadronizer | None = None
+        self._charges: dict[int, float] = {}
+
+    # -- planning ----------------------------------------------------------
+
+    def _count(self, key: str) -> int:
+        value = getattr(self.params, key)
+        if value is None:
+            raise RuntimeError(f"'{key}' is not set for mode '{self.params.mode}'")
+        return int(value)
+
+    def plan(self, n_events: int | None = None) -> list[WorkUnit]:
+        """Split into units of at most UNIT_EVENTS events.
+
+        ``rehadronize``: each configuration's hadronizations are split into
+        blocks; ``n_events`` (if given) replaces ``hadronizations``.
+        ``independent``: events are shared out evenly over the flavour
+        groups; ``n_events`` replaces ``events``.
+        """
+        groups = self.params.flavors
+        units: list[WorkUnit] = []
+        if self.params.mode == "rehadronize":
+            per_config = n_events if n_events is not None else self._count("hadronizations")
+            for config in range(self._count("parton_events")):
+                for first in range(0, per_config, UNIT_EVENTS):
+                    count = min(UNIT_EVENTS, per_config - first)
+                    info = {"config": config, "group": config % len(groups), "first": first}
+                    units.append(WorkUnit(index=len(units), n_events=count, info=info))
+            return units
+
+        total = n_events if n_events is not None else self._count("events")
+        per_group = [total // len(groups) + (1 if g < total % len(groups) else 0) for g in range(len(groups))]
+        blocks = [[(first, min(UNIT_EVENTS, n - first)) for first in range(0, n, UNIT_EVENTS)] for n in per_group]
+        next_config = 0
+        for position in range(max((len(b) for b in blocks), default=0)):
+            for group, group_blocks in enumerate(blocks):
+                if position < len(group_blocks):
+                    first, count = group_blocks[position]
+                    info = {"config": next_config, "group": group, "first": first}
+                    units.append(WorkUnit(index=len(units), n_events=count, info=info))
+                    next_config += count
+        return units
+
+    # -- set-up ------------------------------------------------------------
+
+    def setup(self) -> None:
+        """Initialize every PYTHIA instance; raise PythiaSettingError on a rejected setting."""
+        for group in range(len(self.params.flavors)):
+            self._parton_instance(group)
+        if self.params.mode == "rehadronize":
+            self._hadronizer_instance()
+
+    def _parton_instance(self, group: int) -> Any:
+        if group not in self._parton:
+            quark_ids = " ".join(str(FLAVOUR_IDS[letter]) for letter in self.params.flavors[group])
+            settings = [
+                "Beams:idA = 11",
+                "Beams:idB = -11",
+                f"Beams:eCM = {self.params.ecm!r}",
+                "PDF:lepton = off",
+                "WeakSingleBoson:ffbar2gmZ = on",
+                "23:onMode = off",
+                f"23:onIfAny = {quark_ids}",
+            ]
+            if self.params.mode == "rehadronize":
+                settings.append("HadronLevel:all = off")
+            counter = _hook_classes()[0]()
+            self._parton[group] = (_make_pythia(settings, self.params.pythia, counter), counter)
+        return self._parton[group]
+
+    def _hadronizer_instance(self) -> _Hadronizer:
+        if self._hadronizer is None:
+            hook = _hook_classes()[1]()
+            pythia = _make_pythia(["ProcessLevel:all = off"], self.params.pythia, hook)
+            hook.pythia = pythia
+            self._hadronizer = _Hadronizer(pythia, hook)
+        return self._hadronizer
+
+    def metadata(self) -> dict[str, Any]:
+        """PYTHIA version and the settings every instance received."""
+        return {
+            "pythia8mc": pythia_version(),
+            "process": "e+e- -> gamma*/Z -> q qbar (WeakSingleBoson:ffbar2gmZ, PDF:lepton = off)",
+            "flavour_groups": list(self.params.flavors),
+            "mode": self.params.mode,
+            "extra_settings": list(self.params.pythia),
+            "unit_events": UNIT_EVENTS,
+        }
+
+    # -- generation --------------------------------------------------------
+
+    def run(self, unit: WorkUnit) -> EventBatch:
+        """Generate one unit's events."""
+        config = int(unit.info["config"])
+        group = int(unit.info["group"])
+        first = int(unit.info["first"])
+        seed = self.context.seed
+        if self.params.mode == "rehadronize":
+            return self._run_rehadronize(unit, config, group, first, seed)
+        return self._run_independent(unit, config, group, seed)
+
+    def _run_independent(self, unit: WorkUnit, config: int, group: int, seed: int) -> EventBatch:
+        pythia, counter = self._parton_instance(group)
+        pythia.rndm.init(derive_seed(seed, "pythia-ee", "independent", group, unit.info["first"]))
+        counter.calls = 0
+        batch = pythia.nextBatch(unit.n_events, MAX_TRIES_PER_EVENT)
+        columns = _record_columns(batch)
+        parton, hadron, flavour = self._split_levels(columns)
+        n = len(parton)
+        return EventBatch(
+            config_id=np.arange(config, config + n, dtype=np.int64),
+            flavour=flavour,
+            hadronization=np.zeros(n, dtype=np.int32),
+            parton=parton,
+            hadron=hadron,
+            counters={"failed_events": counter.calls - n},
+        )
+
+    def _run_rehadronize(self, unit: WorkUnit, config: int, group: int, first: int, seed: int) -> EventBatch:
+        # 1. The parton-level configuration: always regenerated from its own
+        #    seed, so every unit of this configuration sees the same record.
+        pythia, _ = self._parton_instance(group)
+        pythia.rndm.init(derive_seed(seed, "pythia-ee", "parton", config))
+        if not pythia.next():
+            raise RuntimeError(f"PYTHIA failed to generate parton configuration {config}")
+        flavour = _hard_quark(pythia.event)
+        hadronizer = self._hadronizer_instance()
+        hadronizer.hook.saved = _final_state_copy(pythia.event)
+
+        # 2. Its hadronizations: the hook restores the saved copy before every
+        #    event, also before a retry of a failed hadronization.
+        hadronizer.pythia.rndm.init(derive_seed(seed, "pythia-ee", "hadronize", config, first))
+        hadronizer.hook.calls = 0
+        batch = hadronizer.pythia.nextBatch(unit.n_events, MAX_TRIES_PER_EVENT)
+        columns = _record_columns(batch)
+        parton, hadron, _ = self._split_levels(columns)
+        n = len(parton)
+        return EventBatch(
+            config_id=np.full(n, config, dtype=np.int64),
+            flavour=np.full(n, flavour, dtype=np.int8),
+            hadronization=np.arange(first, first + n, dtype=np.int32),
+            parton=parton,
+            hadron=hadron,
+            counters={"failed_hadronizations": hadronizer.hook.calls - n},
+        )
+
+    def _split_levels(self, columns: dict[str, NDArray[Any]]) -> tuple[ParticleBatch, ParticleBatch, NDArray[np.int8]]:
+        """Parton- and hadron-level final states, and the hard-process flavour, of whole records."""
+        offsets = columns["offsets"]
+        status = columns["status"]
+        pid = columns["id"]
+        n_events = len(offsets) - 1
+        counts = np.diff(offsets)
+        event = np.repeat(np.arange(n_events, dtype=np.int64), counts)
+        local = np.arange(len(status), dtype=np.int64) - np.repeat(offsets[:-1], counts)
+
+        # Parton level: let N be the first entry with |status| >= 71 (the
+        # partons copied for hadronization); keep entries below N that are
+        # final (status > 0) or whose daughters start at or after N.
+        collected = np.abs(status) >= 71
+        first_hadronization = np.full(n_events, np.iinfo(np.int64).max, dtype=np.int64)
+        np.minimum.at(first_hadronization, event[collected], local[collected])
+        boundary = first_hadronization[event]
+        parton_mask = (local < boundary) & ((status > 0) | (columns["daughter1"] >= boundary))
+
+        hadron_mask = status > 0
+        if self.params.final_state != "all":
+            hadron_mask &= ~np.isin(np.abs(pid), NEUTRINO_IDS)
+        charge = self._charge(pid)
+        if self.params.final_state == "charged":
+            hadron_mask &= charge != 0
+
+        # Flavour: the quark of the hard process (status -23).
+        hard = (np.abs(status) == 23) & (np.abs(pid) >= 1) & (np.abs(pid) <= 5)
+        events_with_quark, first_quark = np.unique(event[hard], return_index=True)
+        flavour = np.zeros(n_events, dtype=np.int8)
+        flavour[events_with_quark] = np.abs(pid[hard][first_quark])
+        return (
+            _particle_batch(columns, charge, event, parton_mask, n_events),
+            _particle_batch(columns, charge, event, hadron_mask, n_events),
+            flavour,
+        )
+
+    def _charge(self, pid: NDArray[np.int32]) -> NDArray[np.float32]:
+        """Electric charge of each particle, looked up once per distinct PDG id."""
+        unique, inverse = np.unique(pid, return_inverse=True)
+        data = next(iter(self._parton.values()))[0].particleData
+        for code in unique.tolist():
+            if code not in self._charges:
+                self._charges[code] = float(data.charge(code))
+        table = np.array([self._charges[code] for code in unique.tolist()], dtype=np.float32)
+        return table[inverse]
+
+
+# --------------------------------------------------------------------------
+# PYTHIA plumbing
+
+
+def _make_pythia(settings: Sequence[str], extra: Sequence[str], hook: Any) -> Any:
+    """Create and initialize a quiet PYTHIA instance; raise PythiaSettingError on a rejected setting."""
+    import pythia8mc
+
+    pythia = pythia8mc.Pythia("", False)
+    quiet = ["Print:quiet = on", "Next:numberCount = 0", "Random:setSeed = on", "Random:seed = 1"]
+    for setting in [*quiet, *settings]:
+        if not pythia.readString(setting):
+            raise RuntimeError(f"PYTHIA rejected qcdtool's own setting {setting!r}")
+    for index, setting in enumerate(extra):
+        if not pythia.readString(setting):
+            raise PythiaSettingError(
+                f"PYTHIA rejected the setting {setting!r} (generator.pythia[{index}]); check the name "
+                "and the value against the PYTHIA manual; PYTHIA's message is in the run's log"
+            )
+    pythia.setUserHooksPtr(hook)
+    if not pythia.init():
+        raise PythiaSettingError(
+            "PYTHIA failed to initialize with these settings: "
+            + "; ".join([*settings, *extra])
+            + ". PYTHIA's message is in the run's log"
+        )
+    return pythia
+
+
+@cache
+def _hook_classes() -> tuple[type, type]:
+    """The two PYTHIA user hooks, defined on first use so that importing this module stays cheap."""
+    import pythia8mc
+
+    class Counter(pythia8mc.UserHooks):  # type: ignore[misc]
+        """Counts next() calls, so that failed (retried) events can be counted."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls = 0
+
+        def onBeginEvent(self) -> None:
+            self.calls += 1
+
+    class RestoreRecord(pythia8mc.UserHooks):  # type: ignore[misc]
+        """Before every event, replace the hadronizer's record by a copy of the saved one."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls = 0
+            self.saved: Any = None
+            self.pythia: Any = None
+
+        def onBeginEvent(self) -> None:
+            self.calls += 1
+            # assign() copies every particle into the hadronizer's own record;
+            # the saved event itself is never handed to PYTHIA.
+            self.pythia.event.assign(self.saved)
+
+    return Counter, RestoreRecord
+
+
+class _Hadronizer:
+    def __init__(self, pythia: Any, hook: Any) -> None:
+        self.pythia = pythia
+        self.hook = hook
+
+
+def _final_state_copy(event: Any) -> Any:
+    """An explicit copy of the final state of a parton-level record.
+
+    Only the system entry and the final particles (partons about to
+    hadronize, and photons or leptons of the shower) are kept, with their
+    colour tags; mother and daughter links are dropped. Hadronization reads
+    nothing else, and a record a third of the size makes every restore and
+    every returned batch cheaper.
+    """
+    import pythia8mc
+
+    if event.sizeJunction() > 0:
+        return pythia8mc.Event(event)  # junction links need the full record
+    saved = pythia8mc.Event(event)
+    saved.reset()
+    for index in range(1, event.size()):
+        particle = event[index]
+        if particle.isFinal():
+            saved.append(
+                particle.id(),
+                particle.status(),
+                0,
+                0,
+                0,
+                0,
+                particle.col(),
+                particle.acol(),
+                particle.px(),
+                particle.py(),
+                particle.pz(),
+                particle.e(),
+                particle.m(),
+                particle.scale(),
+                particle.pol(),
+            )
+    return saved
+
+
+def _hard_quark(event: Any) -> int:
+    """PDG id (1..5) of the quark of the hard process."""
+    for index in range(event.size()):
+        particle = event[index]
+        if abs(particle.status()) == 23 and 1 <= particle.idAbs() <= 5:
+            return int(particle.idAbs())
+    raise RuntimeError("no quark of the hard process (status 23) in the PYTHIA record")
+
+
+def _record_columns(batch: Any) -> dict[str, NDArray[Any]]:
+    """Flat numpy columns and offsets of a ``nextBatch`` result, without copies where possible."""
+    import awkward as ak
+
+    particles = ak.to_packed(batch["prt"])
+    layout = particles.layout
+    offsets = np.asarray(layout.offsets.data, dtype=np.int64)
+    offsets = offsets - offsets[0]
+    record = layout.content
+    momentum = record.content("p")
+
+    def column(content: Any) -> NDArray[Any]:
+        return np.asarray(content.data)
+
+    return {
+        "offsets": offsets,
+        "id": column(record.content("id")).astype(np.int32, copy=False),
+        "status": column(record.content("status")),
+        "daughter1": column(record.content("daughter1")),
+        "px": column(momentum.content("px")),
+        "py": column(momentum.content("py")),
+        "pz": column(momentum.content("pz")),
+        "E": column(momentum.content("e")),
+    }
+
+
+def _particle_batch(
+    columns: dict[str, NDArray[Any]],
+    charge: NDArray[np.float32],
+    event: NDArray[np.int64],
+    mask: NDArray[np.bool_],
+    n_events: int,
+) -> ParticleBatch:
+    counts = np.bincount(event[mask], minlength=n_events)
+    data = {
+        "px": columns["px"][mask],
+        "py": columns["py"][mask],
+        "pz": columns["pz"][mask],
+        "E": columns["E"][mask],
+        "pid": columns["id"][mask],
+        "charge": charge[mask],
+    }
+    typed = {name: np.ascontiguousarray(values, dtype=PARTICLE_COLUMNS[name]) for name, values in data.items()}
+    return ParticleBatch(**typed, offsets=offsets_from_counts(counts))
+
+
+@hookimpl
+def register_generators(register: Any) -> None:
+    """Register the PYTHIA e+e- generator."""
+    register(PythiaEE)

@@ -1,0 +1,115 @@
+"""The qcdtool command line: help, version, plugin listing, run folders, the installed script."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import Result
+
+from qcdtool import __version__
+from qcdtool.core.cli import cli
+
+SMALL_SPEC = """
+[run]
+name = "cli-test"
+seed = 11
+
+[generator]
+plugin = "pythia-ee"
+flavors = ["b", "uds"]
+parton_events = 2
+hadronizations = 50
+"""
+
+
+def all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    commands = [prefix]
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            commands.extend(all_commands(command, (*prefix, name)))
+        else:
+            commands.append((*prefix, name))
+    return commands
+
+
+def test_version(run_cli: Callable[..., Result]) -> None:
+    result = run_cli("--version")
+    assert result.stdout.strip() == f"qcdtool {__version__}"
+
+
+@pytest.mark.parametrize("command", all_commands(cli), ids=lambda c: " ".join(c) or "qcdtool")
+def test_help_everywhere(command: tuple[str, ...], run_cli: Callable[..., Result]) -> None:
+    result = run_cli(*command, "--help")
+    assert result.exit_code == 0
+    assert "Usage:" in result.stdout
+
+
+@pytest.mark.parametrize("command", [c for c in all_commands(cli) if c], ids=" ".join)
+def test_verbosity_everywhere(command: tuple[str, ...], run_cli: Callable[..., Result]) -> None:
+    result = run_cli(*command, "--help")
+    assert "--verbose" in result.stdout
+    assert "--quiet" in result.stdout
+
+
+def test_plugins_show_parameters(run_cli: Callable[..., Result]) -> None:
+    result = run_cli("plugins", "show", "pythia-ee")
+    assert result.exit_code == 0
+    for text in ("hadronizations", ">= 1", '"rehadronize", "independent"', "Centre-of-mass energy in GeV."):
+        assert text in result.stdout
+
+
+def test_plugins_show_unknown(run_cli: Callable[..., Result]) -> None:
+    result = run_cli("plugins", "show", "no-such-plugin")
+    assert result.exit_code == 2
+    assert "no plugin named 'no-such-plugin'" in result.stderr
+
+
+def test_plugins_list_kind_filter(run_cli: Callable[..., Result]) -> None:
+    rows = json.loads(run_cli("plugins", "list", "--kind", "generator", "--json").stdout)
+    assert {row["kind"] for row in rows} == {"generator"}
+
+
+def test_run_writes_folder(tmp_path: Path, run_cli: Callable[..., Result]) -> None:
+    spec = tmp_path / "spec.toml"
+    spec.write_text(SMALL_SPEC)
+    result = run_cli("run", str(spec))
+    assert result.exit_code == 0
+    run_dir = tmp_path / "runs" / "cli-test"
+    assert (run_dir / "spec.resolved.toml").read_text() == run_cli("spec", "show", str(spec)).stdout
+    environment = json.loads((run_dir / "environment.json").read_text())
+    assert set(environment["packages"]) >= {"qcdtool", "torch", "pythia8mc", "fastjet"}
+    assert environment["plugins"][0]["name"] == "pythia-ee"
+    assert (run_dir / "dataset.h5").is_file()
+    assert (run_dir / "log.txt").is_file()
+
+
+def test_run_refuses_other_spec(tmp_path: Path, run_cli: Callable[..., Result]) -> None:
+    spec = tmp_path / "spec.toml"
+    spec.write_text(SMALL_SPEC)
+    assert run_cli("run", str(spec)).exit_code == 0
+    spec.write_text(SMALL_SPEC.replace("hadronizations = 50", "hadronizations = 60"))
+    result = run_cli("run", str(spec))
+    assert result.exit_code == 2
+    assert "holds a run of a different spec" in result.stderr
+
+
+def test_installed_script_runs(tmp_path: Path) -> None:
+    script = shutil.which("qcdtool", path=str(Path(sys.executable).parent))
+    assert script is not None, "the qcdtool console script is not installed next to this Python"
+    spec = tmp_path / "spec.toml"
+    spec.write_text(SMALL_SPEC)
+    listing = subprocess.run([script, "plugins", "list"], capture_output=True, text=True, check=False)
+    assert listing.returncode == 0
+    assert "pythia-ee" in listing.stdout
+    bad = subprocess.run(
+        [script, "spec", "validate", str(tmp_path / "nope.toml")], capture_output=True, text=True, check=False
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == f"error: {tmp_path / 'nope.toml'}: spec file not found"
