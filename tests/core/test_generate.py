@@ -1,0 +1,302 @@
+"""The generate stage and the dataset file: reproducibility, workers, shards, resume, bad files."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import Result
+
+from qcdtool.core import generate as generate_module
+from qcdtool.core.dataset import Dataset
+from qcdtool.core.errors import DatasetError
+from qcdtool.core.generate import GenerateOptions, generate_dataset
+from qcdtool.core.registry import create_registry
+from qcdtool.core.spec import RunSpec, load_spec
+
+SPEC = """
+[run]
+name = "gen"
+seed = {seed}
+
+[generator]
+plugin = "pythia-ee"
+flavors = ["b", "uds"]
+parton_events = 3
+hadronizations = {hadronizations}
+"""
+
+
+def write_spec(folder: Path, seed: int = 17, hadronizations: int = 1500) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "spec.toml"
+    path.write_text(SPEC.format(seed=seed, hadronizations=hadronizations))
+    return path
+
+
+def spec_in(folder: Path, **kwargs: Any) -> RunSpec:
+    return load_spec(write_spec(folder, **kwargs), create_registry())
+
+
+def contents(path: Path) -> dict[str, Any]:
+    """Every table of a dataset file and the attributes that describe its content."""
+    tables: dict[str, Any] = {}
+    with h5py.File(path, "r") as file:
+        file.visititems(lambda name, obj: tables.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+        commit = json.loads(file.attrs["commit"])
+        tables["counters"] = commit["counters"]
+        tables["rows"] = commit["rows"]
+        tables["spec_hash"] = file.attrs["spec_hash"]
+    return tables
+
+
+def assert_same_contents(first: Path, second: Path) -> None:
+    a, b = contents(first), contents(second)
+    assert sorted(a) == sorted(b)
+    for name in a:
+        assert np.array_equal(np.asarray(a[name]), np.asarray(b[name])), name
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A complete dataset made in one process, the baseline for the other runs."""
+    spec = spec_in(tmp_path_factory.mktemp("reference"))
+    path, _ = generate_dataset(spec, GenerateOptions())
+    return path
+
+
+def test_same_seed_same_file(reference: Path, tmp_path: Path) -> None:
+    path, _ = generate_dataset(spec_in(tmp_path), GenerateOptions())
+    assert_same_contents(reference, path)
+
+
+def test_other_seed_other_file(reference: Path, tmp_path: Path) -> None:
+    path, _ = generate_dataset(spec_in(tmp_path, seed=18), GenerateOptions())
+    with Dataset(reference) as first, Dataset(path) as second:
+        assert not np.array_equal(first.particles("parton").E, second.particles("parton").E)
+
+
+def test_two_workers_same_file(reference: Path, tmp_path: Path) -> None:
+    path, _ = generate_dataset(spec_in(tmp_path), GenerateOptions(workers=2))
+    assert_same_contents(reference, path)
+
+
+def test_merged_shards_same_file(reference: Path, tmp_path: Path, run_cli: Callable[..., Result]) -> None:
+    spec = write_spec(tmp_path)
+    shards = []
+    for k in (1, 2, 3):
+        result = run_cli("generate", str(spec), "--shard", f"{k}/3")
+        assert result.exit_code == 0
+        shards.append(Path(result.stdout.strip()))
+    merged = tmp_path / "merged.h5"
+    result = run_cli("merge", str(merged), str(shards[2]), str(shards[0]), str(shards[1]))
+    assert result.exit_code == 0
+    assert_same_contents(reference, merged)
+
+
+def test_dataset_rows_line_up(reference: Path) -> None:
+    with Dataset(reference) as dataset:
+        n = len(dataset)
+        assert len(dataset.column("config_id")) == n
+        assert len(dataset.jet_columns("hadron")["pt"]) == n
+        assert len(dataset.particles("hadron")) == n
+        assert dataset.counters["generated"] == 4500
+
+
+def test_jet_constituents_sum_to_axis(reference: Path) -> None:
+    with Dataset(reference) as dataset:
+        jets = dataset.jets("hadron", slice(0, 500))
+        total = jets.constituents.sum_four_momentum()
+        assert np.abs(total - jets.axis).max() < 1e-9
+
+
+def test_matched_jet_within_radius(reference: Path) -> None:
+    with Dataset(reference) as dataset:
+        delta_r = np.asarray(dataset.file["jets"]["delta_r"])
+        assert delta_r.max() <= 0.8
+
+
+# --------------------------------------------------------------------------
+# Interruption and resume
+
+
+class Interrupt(KeyboardInterrupt):
+    """Stands for Ctrl-C arriving after a given number of units."""
+
+
+def interrupt_after(units: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    original = generate_module._results
+
+    def results(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        for done, result in enumerate(original(*args, **kwargs)):
+            if done == units:
+                raise Interrupt
+            yield result
+
+    monkeypatch.setattr(generate_module, "_results", results)
+
+
+def test_resume_equals_uninterrupted(reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = spec_in(tmp_path)
+    interrupt_after(4, monkeypatch)
+    with pytest.raises(Interrupt):
+        generate_dataset(spec, GenerateOptions())
+    monkeypatch.undo()
+    path = spec.run_dir / "dataset.h5"
+    with Dataset(path, allow_incomplete=True) as partial:
+        assert len(partial) < 4500
+    generate_dataset(spec, GenerateOptions(resume=True))
+    assert_same_contents(reference, path)
+
+
+def test_resume_cuts_partial_unit(reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = spec_in(tmp_path)
+    interrupt_after(2, monkeypatch)
+    with pytest.raises(Interrupt):
+        generate_dataset(spec, GenerateOptions())
+    monkeypatch.undo()
+    path = spec.run_dir / "dataset.h5"
+    # A writer killed in the middle of a unit leaves rows past the commit.
+    with h5py.File(path, "r+") as file:
+        for name in ("events/config_id", "events/hadron/px", "jets/hadron/pt", "units/index"):
+            table = file[name]
+            table.resize(table.shape[0] + 7, axis=0)
+            table[-7:] = 42
+    generate_dataset(spec, GenerateOptions(resume=True))
+    assert_same_contents(reference, path)
+
+
+def test_incomplete_file_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = spec_in(tmp_path)
+    interrupt_after(1, monkeypatch)
+    with pytest.raises(Interrupt):
+        generate_dataset(spec, GenerateOptions())
+    with pytest.raises(DatasetError, match="is incomplete"):
+        Dataset(spec.run_dir / "dataset.h5")
+
+
+def test_generate_without_resume_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = spec_in(tmp_path)
+    interrupt_after(1, monkeypatch)
+    with pytest.raises(Interrupt):
+        generate_dataset(spec, GenerateOptions())
+    monkeypatch.undo()
+    with pytest.raises(DatasetError, match="pass --resume"):
+        generate_dataset(spec, GenerateOptions())
+
+
+def test_killed_process_resumes_or_refuses(reference: Path, tmp_path: Path) -> None:
+    spec = write_spec(tmp_path)
+    path = tmp_path / "runs" / "gen" / "dataset.h5"
+    script = shutil.which("qcdtool", path=str(Path(sys.executable).parent))
+    assert script is not None
+    process = subprocess.Popen([script, "generate", str(spec)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not path.exists() or path.stat().st_size < 2_500_000):
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    try:
+        generate_dataset(load_spec(spec, create_registry()), GenerateOptions(resume=True))
+    except DatasetError as error:
+        assert "cannot be opened" in str(error) or "incomplete" in str(error)
+        return
+    assert_same_contents(reference, path)
+
+
+# --------------------------------------------------------------------------
+# Bad files and bad input
+
+
+def test_truncated_file_refused(reference: Path, tmp_path: Path, run_cli: Callable[..., Result]) -> None:
+    truncated = tmp_path / "truncated.h5"
+    data = reference.read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    result = run_cli("inspect", str(truncated))
+    assert result.exit_code == 2
+    assert "cannot be opened as HDF5" in result.stderr
+
+
+def test_foreign_file_refused(tmp_path: Path, run_cli: Callable[..., Result]) -> None:
+    foreign = tmp_path / "foreign.h5"
+    with h5py.File(foreign, "w") as file:
+        file["x"] = np.arange(3)
+    result = run_cli("inspect", str(foreign))
+    assert result.exit_code == 2
+    assert "is not a qcdtool dataset" in result.stderr
+
+
+def test_newer_format_refused(reference: Path, tmp_path: Path, run_cli: Callable[..., Result]) -> None:
+    newer = tmp_path / "newer.h5"
+    shutil.copy(reference, newer)
+    with h5py.File(newer, "r+") as file:
+        file.attrs["format_version"] = 99
+    result = run_cli("inspect", str(newer))
+    assert result.exit_code == 2
+    assert "format version 99, a newer format" in result.stderr
+
+
+def test_inspect_summary(reference: Path, run_cli: Callable[..., Result]) -> None:
+    result = run_cli("inspect", str(reference))
+    assert result.exit_code == 0
+    assert "parton configurations" in result.stdout
+    assert "4500" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("shard", "message"),
+    [
+        ("3/2", "invalid --shard '3/2'; k must be between 1 and N"),
+        ("x", "invalid --shard 'x'; expected k/N with whole numbers"),
+        ("0/4", "invalid --shard '0/4'; k must be between 1 and N"),
+    ],
+)
+def test_bad_shard(shard: str, message: str, tmp_path: Path, run_cli: Callable[..., Result]) -> None:
+    result = run_cli("generate", str(write_spec(tmp_path)), "--shard", shard)
+    assert result.exit_code == 2
+    assert message in result.stderr
+
+
+def test_rejected_pythia_setting(tmp_path: Path, run_cli: Callable[..., Result]) -> None:
+    spec = write_spec(tmp_path, hadronizations=10)
+    spec.write_text(spec.read_text() + 'pythia = ["StringZ:aLund = 0.7", "StringZ:aLundd = 0.7"]\n')
+    result = run_cli("generate", str(spec))
+    assert result.exit_code == 2
+    assert "PYTHIA rejected the setting 'StringZ:aLundd = 0.7' (generator.pythia[1])" in result.stderr
+    assert not (tmp_path / "runs" / "gen" / "dataset.h5").exists()
+
+
+def test_merge_refuses_other_spec(tmp_path: Path, run_cli: Callable[..., Result]) -> None:
+    first = run_cli("generate", str(write_spec(tmp_path / "a", hadronizations=20)), "--shard", "1/2")
+    second = run_cli("generate", str(write_spec(tmp_path / "b", seed=99, hadronizations=20)), "--shard", "2/2")
+    result = run_cli("merge", str(tmp_path / "m.h5"), first.stdout.strip(), second.stdout.strip())
+    assert result.exit_code == 2
+    assert "were generated from different specs" in result.stderr
+
+
+def test_merge_refuses_repeated_shard(tmp_path: Path, run_cli: Callable[..., Result]) -> None:
+    shard = run_cli("generate", str(write_spec(tmp_path, hadronizations=20)), "--shard", "1/2").stdout.strip()
+    copy = tmp_path / "copy.h5"
+    shutil.copy(shard, copy)
+    result = run_cli("merge", str(tmp_path / "m.h5"), shard, str(copy))
+    assert result.exit_code == 2
+    assert "shard 1 is given twice" in result.stderr
+
+
+def test_existing_complete_file_is_current(reference: Path) -> None:
+    spec = load_spec(reference.parents[2] / "spec.toml", create_registry())
+    before = reference.stat().st_mtime_ns
+    _, summary = generate_dataset(spec, GenerateOptions())
+    assert "is current" in summary
+    assert reference.stat().st_mtime_ns == before
