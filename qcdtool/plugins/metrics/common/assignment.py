@@ -3,10 +3,10 @@
 In the inverse direction a model turns a hadron image of configuration k
 into a parton image. Each generated image is assigned to the nearest of the
 K configuration images (the true parton images), and the assignment is
-right when it picks k. A second, looser criterion asks only that the
-generated image lies within an L2 distance ``threshold`` of the true image;
-its chance level says how often some other configuration's image would
-pass as well.
+right when it picks k. A second, looser criterion requires only that the
+generated image lies within an L2 distance ``threshold`` of the true image.
+Its chance level is the share of images for which some other
+configuration's image would pass as well.
 
 Accuracies come with the binomial standard error sqrt(p (1 - p) / n).
 """
@@ -117,7 +117,7 @@ def group_accuracy(
 ) -> dict[Hashable, MetricValue]:
     """Return the top-1 accuracy of each group of images (for example each flavour).
 
-    ``groups`` holds one label per image. The baseline of each group is the
+    ``groups`` contains one label per image. The baseline of each group is the
     overall chance level 1/K.
     """
     assigned_ = np.asarray(assigned)

@@ -22,7 +22,7 @@ FloatArray = NDArray[np.float64]
 class ClassifierResult:
     """Predictions of a classifier on test images.
 
-    ``classes`` holds the K sorted training labels; ``probabilities`` has
+    ``classes`` contains the K sorted training labels; ``probabilities`` has
     shape ``(n, K)`` with columns in that order, ``predicted`` the label
     of the most probable class of each test image.
     """

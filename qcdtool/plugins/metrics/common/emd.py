@@ -76,15 +76,16 @@ def image_emd(images_a: ArrayLike, images_b: ArrayLike, grid: PixelGrid) -> Imag
     """Compute the EMD between ``images_a[k]`` and ``images_b[k]`` for each k and channel.
 
     Both arrays have shape ``(n, C, H, W)``. One linear program is solved
-    per image and channel (a Python loop: POT has no batched exact solver),
-    restricted to the pixels with non-zero intensity, so sparse images
-    solve much faster than dense ones.
+    per image and channel in a Python loop, because ``ot.emd2`` takes one
+    source histogram per call. Each is restricted to the pixels with
+    non-zero intensity, so sparse images solve much faster than dense ones.
     """
     a, (n, channels) = _channel_rows(images_a, grid, "images_a")
     b, shape_b = _channel_rows(images_b, grid, "images_b")
     if shape_b != (n, channels):
         raise ValueError(
-            f"images_a has {n}x{channels} images and channels, images_b {shape_b[0]}x{shape_b[1]}"
+            f"images_a has {n} images of {channels} channels "
+            f"but images_b has {shape_b[0]} images of {shape_b[1]} channels"
         )
     cost = ground_distance(grid)
     emd = np.empty((n, channels))

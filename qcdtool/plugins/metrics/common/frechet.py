@@ -59,10 +59,10 @@ def frechet_distance_gaussians(
 ) -> float:
     """Return the Frechet distance between N(mu_1, sigma_1) and N(mu_2, sigma_2).
 
-    Tr (Sigma_1 Sigma_2)^(1/2) is computed as the sum of the square roots of
-    the eigenvalues of the symmetric matrix Sigma_1^(1/2) Sigma_2 Sigma_1^(1/2),
-    which has the same eigenvalues as Sigma_1 Sigma_2 and, unlike a general
-    matrix square root, never returns complex rounding noise.
+    Tr (Sigma_1 Sigma_2)^(1/2) is the sum of the square roots of the
+    eigenvalues of the symmetric matrix Sigma_1^(1/2) Sigma_2 Sigma_1^(1/2),
+    which has the same eigenvalues as Sigma_1 Sigma_2. Unlike a general
+    matrix square root, this never produces complex rounding noise.
     """
     mu_1_, mu_2_ = (
         np.atleast_1d(np.asarray(mu_1, dtype=np.float64)),
@@ -142,9 +142,9 @@ def frechet_physics_distance(
     sets is divided by the largest absolute value of that feature in the
     truth, so that features of different units weigh alike. For each batch
     size N (by default :func:`default_batch_sizes`), ``n_batches`` pairs of
-    batches of N samples are drawn with replacement and their FD averaged;
-    a straight line in 1/N through these means gives FPD as its intercept
-    and the intercept's standard error as the uncertainty.
+    batches of N samples are drawn with replacement and their FD averaged.
+    A straight line in 1/N through these means gives FPD as its intercept,
+    and the intercept's standard error is the uncertainty.
 
     NOTE: unlike the reference implementation, the intercept is not forced
     to be non-negative, so that a result consistent with zero shows as such.

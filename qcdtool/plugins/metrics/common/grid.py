@@ -16,10 +16,10 @@ FloatArray = NDArray[np.float64]
 class PixelGrid:
     """Coordinates of the pixel centres of an ``(H, W)`` image.
 
-    ``u`` holds the ``H`` row centres (along ``axes[0]`` of the description),
-    ``v`` the ``W`` column centres (along ``axes[1]``), both in the units of
-    the description; ``du`` and ``dv`` are the height of a row and the width
-    of a column. The origin ``(0, 0)`` is the reference direction of the
+    ``u`` contains the ``H`` row centres (along ``axes[0]`` of the
+    description) and ``v`` the ``W`` column centres (along ``axes[1]``),
+    both in the units of the description. ``du`` and ``dv`` are the height
+    of a row and the width of a column. The origin ``(0, 0)`` is the reference direction of the
     image: the jet axis for jet imagers.
     """
 

@@ -84,14 +84,14 @@ def pixel_multiplicity(images: ArrayLike, threshold: float = 0.0) -> NDArray[np.
 def _mass(rows: FloatArray, grid: PixelGrid) -> FloatArray:
     """Invariant mass of massless pixel particles with pT = row intensity, per row.
 
-    m^2 = E^2 - |p|^2 loses about half the float64 digits when m << E, so
-    it is evaluated as m^2 = (E - |p|) (E + |p|) with
+    E^2 - |p|^2 cancels badly when m << E: a single pixel came out as about
+    1e-8 E instead of 0. So m^2 is evaluated as (E - |p|) (E + |p|) with
 
         E - |p| = sum_i E_i (1 - cos theta_i) = sum_i E_i |n_i - n|^2 / 2,
 
     where n_i is the direction of pixel i, n that of the total momentum and
-    theta_i the angle between them. A single pixel then gives m = 0 to
-    rounding, not about 1e-8 E.
+    theta_i the angle between them. A single pixel then gives m = 0 up to
+    rounding of order 1e-16 E.
     """
     uu, vv = grid.mesh()
     u, v = uu.ravel(), vv.ravel()
@@ -107,7 +107,10 @@ def _mass(rows: FloatArray, grid: PixelGrid) -> FloatArray:
     n = np.divide(p, p_norm[:, None], out=np.zeros_like(p), where=p_norm[:, None] > 0.0)
 
     # 3. E - |p| from the chord lengths |n_i - n|, then m^2 = (E - |p|) (E + |p|).
-    chord2 = np.sum((n_i[None, :, :] - n[:, None, :]) ** 2, axis=2)
+    chord2 = np.zeros_like(e_i)
+    for k in range(3):
+        component = n_i[None, :, k] - n[:, k, None]
+        chord2 += component * component
     e_minus_p = 0.5 * np.einsum("ij,ij->i", e_i, chord2)
     mass: FloatArray = np.sqrt(np.clip(e_minus_p * (e + p_norm), 0.0, None))
     return mass
@@ -124,12 +127,12 @@ def jet_mass(images: ArrayLike, grid: PixelGrid, scale: ArrayLike = 1.0) -> Floa
     pT fractions with ``scale = 1`` this returns m / pT_jet.
 
     The mass is invariant under boosts along the beam and rotations about
-    it, so placing the jet axis at rapidity 0 and azimuth 0 loses nothing;
-    for eta-phi images of pT the only approximation is that all momentum of
-    a pixel sits at its centre. For images whose axes are two small angles
+    it, so placing the jet axis at rapidity 0 and azimuth 0 loses nothing.
+    For eta-phi images of pT, the only approximation is that all momentum
+    of a pixel sits at its centre. For images whose axes are two small angles
     about the jet axis (and whose intensity is an energy share), reading them
-    as (rapidity, azimuth) at zero rapidity is correct up to corrections of
-    fourth order in the angles.
+    as (rapidity, azimuth) at zero rapidity gives m^2 right at second order
+    in the angles, with errors of fourth order.
     """
     _check_grid(images, grid)
     rows, (n, channels) = _as_pixel_rows(images)
@@ -157,7 +160,7 @@ def girth(images: ArrayLike, grid: PixelGrid) -> FloatArray:
 def pt_dispersion(images: ArrayLike) -> FloatArray:
     """Compute the pT dispersion p_T^D = sqrt(sum_i z_i^2), shape ``(n, C)``.
 
-    It is 1 when one pixel holds all the intensity and 1/sqrt(N) when N
+    It is 1 when one pixel contains all the intensity and 1/sqrt(N) when N
     pixels share it equally.
     """
     rows, (n, channels) = _as_pixel_rows(images)
@@ -205,9 +208,9 @@ def _annulus_matrix(grid: PixelGrid, edges: ArrayLike) -> FloatArray:
 def radial_profile(images: ArrayLike, grid: PixelGrid, edges: ArrayLike) -> FloatArray:
     """Compute the share of intensity in each annulus about the jet axis, shape ``(n, C, n_annuli)``.
 
-    A pixel belongs to the annulus [edges[k], edges[k+1]) that holds its
-    centre; pixels whose centre lies outside all annuli are left out, so the
-    shares of an image add up to at most 1.
+    A pixel belongs to the annulus [edges[k], edges[k+1]) that contains its
+    centre. Pixels whose centre lies outside all annuli are left out, so
+    the shares of an image add up to at most 1.
     """
     _check_grid(images, grid)
     rows, (n, channels) = _as_pixel_rows(images)
