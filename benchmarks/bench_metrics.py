@@ -48,9 +48,9 @@ def jet_like_images(rng: np.random.Generator, n: int) -> NDArray[np.float32]:
     mask = rng.random((n, 1, 16, 16)) < occupancy
     images = rng.exponential(size=(n, 1, 16, 16)) * mask
     totals = images.sum(axis=(2, 3), keepdims=True)
-    normalized: NDArray[np.float32] = np.divide(
-        images, totals, out=np.zeros_like(images), where=totals > 0
-    ).astype(np.float32)
+    normalized: NDArray[np.float32] = np.divide(images, totals, out=np.zeros_like(images), where=totals > 0).astype(
+        np.float32
+    )
     return normalized
 
 
@@ -113,8 +113,7 @@ def main() -> None:
     print(f"EMD, {pairs} sparse pairs: {t_sparse:.2f} s ({pairs / t_sparse:.0f} pairs/s)")
     print(f"EMD, {dense_pairs} dense pairs: {t_dense:.2f} s ({dense_pairs / t_dense:.0f} pairs/s)")
     print(
-        f"EMD to 20 references, {n_to_refs} sparse images: {t_refs:.2f} s "
-        f"({20 * n_to_refs / t_refs:.0f} distances/s)"
+        f"EMD to 20 references, {n_to_refs} sparse images: {t_refs:.2f} s ({20 * n_to_refs / t_refs:.0f} distances/s)"
     )
 
 

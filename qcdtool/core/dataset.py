@@ -3,8 +3,8 @@
 Layout (format version 1; docs/dataset.md describes every field)::
 
     /                      attributes: format, format_version, qcdtool_version, spec,
-                           spec_hash, seed, generator, shard, units_planned, commit,
-                           complete, created
+                           spec_hash, seed, generator, shard, units_planned, commit
+                           (rows, units, particle totals, counters), complete, created
     /units/index, /units/rows              one row per unit written, in order
     /events/config_id, flavour, hadronization
     /events/<level>/px, py, pz, E, pid, charge, offsets      level: parton, hadron
@@ -14,11 +14,14 @@ Layout (format version 1; docs/dataset.md describes every field)::
     /images/<label>/parton, hadron         (n, C, H, W) float32
     /images/<label>/<column>               per-image columns of the imager
 
-Every table is appended unit by unit. After each unit, one attribute,
-``commit``, records in a single write what is committed: units, rows,
-particle totals and counters. A file whose writer was interrupted therefore holds a committed
-prefix plus, perhaps, a partial unit that a resume cuts away. Readers refuse
-a file without ``complete = True`` unless asked to look at it anyway.
+Crash safety: HDF5 rewrites whole compressed chunks when it appends, so a
+process killed in the middle of an append can damage rows written long
+before. qcdtool therefore never appends to a file it has handed over. The
+generate stage writes each unit to its own part file, under a temporary
+name that is renamed once the part is complete, and assembles the parts into
+the dataset file the same way (``.partial``, then a rename). After a crash
+the dataset file either does not exist yet or is complete; the part files
+that exist are complete and are reused by ``--resume``.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +61,10 @@ EVENT_COLUMNS: dict[str, np.dtype[Any]] = {
 PARTICLE_CHUNK = 1 << 16
 ROW_CHUNK = 1 << 12
 IMAGE_CHUNK_BYTES = 1 << 18
+#: Chunk cache per open table; it holds the partly filled chunk being appended to.
+CHUNK_CACHE_BYTES = 4 << 20
+#: Suffix of a file being written; it gets its final name only when complete.
+TEMPORARY_SUFFIX = ".partial"
 
 
 @dataclass(frozen=True)
@@ -89,7 +97,7 @@ class UnitResult:
 
 
 def _create_appendable(
-    group: h5py.Group, name: str, dtype: np.dtype[Any], row_shape: tuple[int, ...], chunk: int
+    group: h5py.Group, name: str, dtype: np.dtype[Any], row_shape: tuple[int, ...], chunk: int, compress: bool = True
 ) -> None:
     group.create_dataset(
         name,
@@ -97,8 +105,8 @@ def _create_appendable(
         maxshape=(None, *row_shape),
         dtype=dtype,
         chunks=(chunk, *row_shape),
-        compression="lzf",
-        shuffle=True,
+        compression="lzf" if compress else None,
+        shuffle=compress,
         track_times=False,
     )
 
@@ -120,6 +128,19 @@ class DatasetWriter:
 
     def __init__(self, file: h5py.File) -> None:
         self.file = file
+        self.path: Path | None = None
+        self.temporary: Path | None = None
+        self.compress = True
+        # Open table handles, kept for the writer's lifetime: closing a
+        # chunked table flushes its cache, which would compress and later
+        # decompress the same partly filled chunk once per unit.
+        self._tables: dict[str, h5py.Dataset] = {}
+
+    def _table(self, name: str) -> h5py.Dataset:
+        table = self._tables.get(name)
+        if table is None:
+            table = self._tables[name] = self.file[name]
+        return table
 
     # -- creation and resumption -------------------------------------------
 
@@ -129,10 +150,16 @@ class DatasetWriter:
         path: Path,
         attrs: Mapping[str, Any],
         imagers: Mapping[str, tuple[ImageDescription, Mapping[str, Any]]],
+        compress: bool = True,
     ) -> DatasetWriter:
-        """Create a new file with empty tables; ``imagers`` maps label to (description, params)."""
+        """Start a new file; it appears at ``path`` only when :meth:`finish` renames it there.
+
+        ``imagers`` maps each label to (description, parameters). Part files
+        of single units skip compression, which the assembled file applies.
+        """
         path.parent.mkdir(parents=True, exist_ok=True)
-        file = h5py.File(path, "w", track_order=True)
+        temporary = path.with_name(path.name + TEMPORARY_SUFFIX)
+        file = h5py.File(temporary, "w", track_order=True, rdcc_nbytes=CHUNK_CACHE_BYTES)
         try:
             root = file.attrs
             root["format"] = FORMAT
@@ -143,59 +170,16 @@ class DatasetWriter:
             root["commit"] = json.dumps(_EMPTY_COMMIT, sort_keys=True)
             for key, value in attrs.items():
                 root[key] = value
-            _create_tables(file, imagers)
-            file.flush()
+            _create_tables(file, imagers, compress)
         except BaseException:
             file.close()
+            temporary.unlink(missing_ok=True)
             raise
-        return cls(file)
-
-    @classmethod
-    def resume(cls, path: Path, spec_hash: str) -> DatasetWriter:
-        """Reopen an interrupted file and cut it back to its last committed unit."""
-        file = open_h5(path, "r+")
-        try:
-            check_format(file, path)
-            if file.attrs.get("complete", False):
-                raise DatasetError(f"{path} is already complete; there is nothing to resume")
-            if file.attrs.get("spec_hash") != spec_hash:
-                raise DatasetError(
-                    f"{path} was started from a different spec (its generator, jets or imagers differ); "
-                    "it cannot be resumed with this one. Remove it, or use the spec it was made with"
-                )
-            writer = cls(file)
-            writer._truncate_to_committed()
-        except BaseException:
-            file.close()
-            raise
+        writer = cls(file)
+        writer.compress = compress
+        writer.path = path
+        writer.temporary = temporary
         return writer
-
-    def _truncate_to_committed(self) -> None:
-        file = self.file
-        commit = read_commit(file)
-        rows = commit["rows"]
-        units = commit["units_done"]
-        totals = commit["totals"]
-        for name in ("index", "rows"):
-            file["units"][name].resize(units, axis=0)
-        for column in EVENT_COLUMNS:
-            file["events"][column].resize(rows, axis=0)
-        for level in LEVELS:
-            particles = file["events"][level]
-            for column in PARTICLE_COLUMNS:
-                particles[column].resize(int(totals.get(f"events/{level}", 0)), axis=0)
-            particles["offsets"].resize(rows + 1, axis=0)
-            jets = file["jets"][level]
-            for column in JET_COLUMNS:
-                jets[column].resize(rows, axis=0)
-            jets["constituents"].resize(int(totals.get(f"jets/{level}", 0)), axis=0)
-            jets["offsets"].resize(rows + 1, axis=0)
-        for name in ("delta_angle", "delta_r"):
-            file["jets"][name].resize(rows, axis=0)
-        for group in file["images"].values():
-            for dataset in group.values():
-                dataset.resize(rows, axis=0)
-        file.flush()
 
     # -- writing -------------------------------------------------------------
 
@@ -218,45 +202,41 @@ class DatasetWriter:
         totals = dict(commit["totals"])
 
         for column in EVENT_COLUMNS:
-            _append(file["events"][column], np.asarray(getattr(events, column), dtype=EVENT_COLUMNS[column]))
+            _append(self._table(f"events/{column}"), np.asarray(getattr(events, column), dtype=EVENT_COLUMNS[column]))
         for level in LEVELS:
             batch: ParticleBatch = getattr(events, level)
-            group = file["events"][level]
             base = int(totals.get(f"events/{level}", 0))
             for column in PARTICLE_COLUMNS:
-                _append(group[column], getattr(batch, column))
-            _append(group["offsets"], batch.offsets[1:] + base)
+                _append(self._table(f"events/{level}/{column}"), getattr(batch, column))
+            _append(self._table(f"events/{level}/offsets"), batch.offsets[1:] + base)
             totals[f"events/{level}"] = base + int(batch.offsets[-1])
 
             jets = result.jets[level]
-            group = file["jets"][level]
             base = int(totals.get(f"jets/{level}", 0))
             for column in JET_COLUMNS:
-                _append(group[column], np.asarray(jets.columns[column], dtype=np.float64))
-            _append(group["constituents"], jets.constituents)
-            _append(group["offsets"], jets.offsets[1:] + base)
+                _append(self._table(f"jets/{level}/{column}"), np.asarray(jets.columns[column], dtype=np.float64))
+            _append(self._table(f"jets/{level}/constituents"), jets.constituents)
+            _append(self._table(f"jets/{level}/offsets"), jets.offsets[1:] + base)
             totals[f"jets/{level}"] = base + int(jets.offsets[-1])
-        _append(file["jets"]["delta_angle"], result.delta_angle)
-        _append(file["jets"]["delta_r"], result.delta_r)
+        _append(self._table("jets/delta_angle"), result.delta_angle)
+        _append(self._table("jets/delta_r"), result.delta_r)
 
         for label, images in result.images.items():
             group = file["images"][label]
-            _append(group["parton"], images.parton)
-            _append(group["hadron"], images.hadron)
+            _append(self._table(f"images/{label}/parton"), images.parton)
+            _append(self._table(f"images/{label}/hadron"), images.hadron)
             for column, values in images.per_image.items():
                 if column not in group:
-                    _create_appendable(group, column, np.asarray(values).dtype, (), ROW_CHUNK)
+                    _create_appendable(group, column, np.asarray(values).dtype, (), ROW_CHUNK, self.compress)
                     group[column].resize(rows_before, axis=0)
-                _append(group[column], np.asarray(values))
+                _append(self._table(f"images/{label}/{column}"), np.asarray(values))
 
-        _append(file["units"]["index"], np.array([result.unit_index], dtype=np.int64))
-        _append(file["units"]["rows"], np.array([len(result)], dtype=np.int64))
+        _append(self._table("units/index"), np.array([result.unit_index], dtype=np.int64))
+        _append(self._table("units/rows"), np.array([len(result)], dtype=np.int64))
         counters = dict(commit["counters"])
         for key, value in result.counters.items():
             counters[key] = int(counters.get(key, 0)) + int(value)
 
-        # Commit: the data is on disk first, then one attribute write says so.
-        file.flush()
         new_commit = {
             "units_done": commit["units_done"] + 1,
             "rows": rows_before + len(result),
@@ -264,19 +244,22 @@ class DatasetWriter:
             "counters": counters,
         }
         file.attrs["commit"] = json.dumps(new_commit, sort_keys=True)
-        file.flush()
 
     def finish(self) -> None:
-        """Mark the file complete and close it."""
+        """Mark the file complete, close it and move it to its final name."""
         self.file.attrs["complete"] = True
-        self.file.attrs["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-        self.file.flush()
+        self._tables.clear()
         self.file.close()
+        if self.temporary is not None and self.path is not None:
+            os.replace(self.temporary, self.path)
 
-    def close(self) -> None:
-        """Close without marking the file complete."""
+    def discard(self) -> None:
+        """Close and delete an unfinished file."""
+        self._tables.clear()
         if self.file.id.valid:
             self.file.close()
+        if self.temporary is not None:
+            self.temporary.unlink(missing_ok=True)
 
 
 _EMPTY_COMMIT: dict[str, Any] = {"units_done": 0, "rows": 0, "totals": {}, "counters": {}}
@@ -288,35 +271,42 @@ def read_commit(file: h5py.File) -> dict[str, Any]:
     return {**_EMPTY_COMMIT, **commit}
 
 
-def _create_tables(file: h5py.File, imagers: Mapping[str, tuple[ImageDescription, Mapping[str, Any]]]) -> None:
+def _create_tables(
+    file: h5py.File, imagers: Mapping[str, tuple[ImageDescription, Mapping[str, Any]]], compress: bool
+) -> None:
     units = file.create_group("units")
-    _create_appendable(units, "index", np.dtype(np.int64), (), 256)
-    _create_appendable(units, "rows", np.dtype(np.int64), (), 256)
+    _create_appendable(units, "index", np.dtype(np.int64), (), 256, compress)
+    _create_appendable(units, "rows", np.dtype(np.int64), (), 256, compress)
     events = file.create_group("events")
     for column, dtype in EVENT_COLUMNS.items():
-        _create_appendable(events, column, dtype, (), ROW_CHUNK)
+        _create_appendable(events, column, dtype, (), ROW_CHUNK, compress)
     jets = file.create_group("jets")
     for level in LEVELS:
         particles = events.create_group(level)
         for column, dtype in PARTICLE_COLUMNS.items():
-            _create_appendable(particles, column, dtype, (), PARTICLE_CHUNK)
-        _create_appendable(particles, "offsets", np.dtype(np.int64), (), ROW_CHUNK)
+            _create_appendable(particles, column, dtype, (), PARTICLE_CHUNK, compress)
+        _create_appendable(particles, "offsets", np.dtype(np.int64), (), ROW_CHUNK, compress)
         particles["offsets"].resize(1, axis=0)  # offsets start with a 0
         level_jets = jets.create_group(level)
         for column in JET_COLUMNS:
-            _create_appendable(level_jets, column, np.dtype(np.float64), (), ROW_CHUNK)
-        _create_appendable(level_jets, "constituents", np.dtype(np.int32), (), PARTICLE_CHUNK)
-        _create_appendable(level_jets, "offsets", np.dtype(np.int64), (), ROW_CHUNK)
+            _create_appendable(level_jets, column, np.dtype(np.float64), (), ROW_CHUNK, compress)
+        _create_appendable(level_jets, "constituents", np.dtype(np.int32), (), PARTICLE_CHUNK, compress)
+        _create_appendable(level_jets, "offsets", np.dtype(np.int64), (), ROW_CHUNK, compress)
         level_jets["offsets"].resize(1, axis=0)
-    _create_appendable(jets, "delta_angle", np.dtype(np.float64), (), ROW_CHUNK)
-    _create_appendable(jets, "delta_r", np.dtype(np.float64), (), ROW_CHUNK)
+    _create_appendable(jets, "delta_angle", np.dtype(np.float64), (), ROW_CHUNK, compress)
+    _create_appendable(jets, "delta_r", np.dtype(np.float64), (), ROW_CHUNK, compress)
     images = file.create_group("images")
     for label, (description, params) in imagers.items():
-        add_image_group(images, label, description, params)
+        add_image_group(images, label, description, params, compress=compress)
 
 
 def add_image_group(
-    images: h5py.Group, label: str, description: ImageDescription, params: Mapping[str, Any], rows: int = 0
+    images: h5py.Group,
+    label: str,
+    description: ImageDescription,
+    params: Mapping[str, Any],
+    rows: int = 0,
+    compress: bool = True,
 ) -> h5py.Group:
     """Create the empty image tables of one imager, with its description and parameters as attributes."""
     group = images.create_group(label)
@@ -325,10 +315,80 @@ def add_image_group(
     group.attrs["params"] = json.dumps(dict(params), sort_keys=True)
     shape = tuple(description.shape)
     for level in LEVELS:
-        _create_appendable(group, level, np.dtype(np.float32), shape, _image_chunk(shape))
+        _create_appendable(group, level, np.dtype(np.float32), shape, _image_chunk(shape), compress)
         if rows:
             group[level].resize(rows, axis=0)
     return group
+
+
+# --------------------------------------------------------------------------
+# Part files: one unit each, written once
+
+
+def write_part(path: Path, result: UnitResult) -> None:
+    """Write one unit's result to its own file, atomically (temporary name, then rename)."""
+    temporary = path.with_name(path.name + TEMPORARY_SUFFIX)
+    with h5py.File(temporary, "w") as file:
+        file.attrs["unit_index"] = result.unit_index
+        file.attrs["counters"] = json.dumps(dict(result.counters), sort_keys=True)
+        events = result.events
+        for column in EVENT_COLUMNS:
+            file[f"events/{column}"] = np.asarray(getattr(events, column), dtype=EVENT_COLUMNS[column])
+        for level in LEVELS:
+            batch: ParticleBatch = getattr(events, level)
+            for column in (*PARTICLE_COLUMNS, "offsets"):
+                file[f"events/{level}/{column}"] = getattr(batch, column)
+            jets = result.jets[level]
+            for column in JET_COLUMNS:
+                file[f"jets/{level}/{column}"] = np.asarray(jets.columns[column], dtype=np.float64)
+            file[f"jets/{level}/constituents"] = jets.constituents
+            file[f"jets/{level}/offsets"] = jets.offsets
+        file["jets/delta_angle"] = result.delta_angle
+        file["jets/delta_r"] = result.delta_r
+        for label, images in result.images.items():
+            file[f"images/{label}/parton"] = images.parton
+            file[f"images/{label}/hadron"] = images.hadron
+            for column, values in images.per_image.items():
+                file[f"images/{label}/per_image/{column}"] = np.asarray(values)
+    os.replace(temporary, path)
+
+
+def read_part(path: Path) -> UnitResult:
+    """Read a part file back into the UnitResult it was written from."""
+    with open_h5(path) as file:
+
+        def particles(level: str) -> ParticleBatch:
+            columns: dict[str, Any] = {column: file[f"events/{level}/{column}"][()] for column in PARTICLE_COLUMNS}
+            return ParticleBatch(**columns, offsets=file[f"events/{level}/offsets"][()])
+
+        events = EventBatch(
+            config_id=file["events/config_id"][()],
+            flavour=file["events/flavour"][()],
+            hadronization=file["events/hadronization"][()],
+            parton=particles("parton"),
+            hadron=particles("hadron"),
+        )
+        jets: dict[str, JetColumns] = {
+            level: JetColumns(
+                columns={column: file[f"jets/{level}/{column}"][()] for column in JET_COLUMNS},
+                constituents=file[f"jets/{level}/constituents"][()],
+                offsets=file[f"jets/{level}/offsets"][()],
+            )
+            for level in LEVELS
+        }
+        images: dict[str, ImageSet] = {}
+        for label, group in file.get("images", {}).items():
+            per_image = {name: table[()] for name, table in group.get("per_image", {}).items()}
+            images[label] = ImageSet(parton=group["parton"][()], hadron=group["hadron"][()], per_image=per_image)
+        return UnitResult(
+            unit_index=int(file.attrs["unit_index"]),
+            events=events,
+            jets=jets,
+            delta_angle=file["jets/delta_angle"][()],
+            delta_r=file["jets/delta_r"][()],
+            images=images,
+            counters=json.loads(str(file.attrs["counters"])),
+        )
 
 
 # --------------------------------------------------------------------------
@@ -362,19 +422,30 @@ def check_format(file: h5py.File, path: Path) -> None:
         )
 
 
+def parts_dir(path: Path) -> Path:
+    """Folder of the part files of a dataset file being generated."""
+    return path.with_name(path.name + ".parts")
+
+
 class Dataset:
     """Read access to a dataset file; tables are read lazily, slice by slice."""
 
     def __init__(self, path: Path | str, allow_incomplete: bool = False) -> None:
         self.path = Path(path)
+        if not self.path.exists() and parts_dir(self.path).is_dir():
+            done = len(list(parts_dir(self.path).glob("unit-*.h5")))
+            raise DatasetError(
+                f"{self.path} is incomplete: its generation was interrupted after {done} units. Resume it "
+                "with 'qcdtool generate SPEC --resume' (or 'qcdtool run SPEC'), or remove "
+                f"{parts_dir(self.path)} and generate again"
+            )
         self.file = open_h5(self.path)
         try:
             check_format(self.file, self.path)
             if not allow_incomplete and not bool(self.file.attrs.get("complete", False)):
                 raise DatasetError(
-                    f"{self.path} is incomplete: its generation was interrupted after "
-                    f"{read_commit(self.file)['rows']} events. Resume it with "
-                    "'qcdtool generate SPEC --resume', or remove it and generate again"
+                    f"{self.path} is incomplete (complete = false): its writer stopped after "
+                    f"{read_commit(self.file)['rows']} events; generate it again"
                 )
         except BaseException:
             self.file.close()

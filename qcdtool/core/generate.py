@@ -15,6 +15,7 @@ import json
 import logging
 import multiprocessing
 import re
+import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,12 +28,16 @@ from qcdtool.core.contracts import EventBatch, Generator, Imager, ImagerInput, I
 from qcdtool.core.dataset import (
     JET_COLUMNS,
     LEVELS,
+    TEMPORARY_SUFFIX,
     Dataset,
     DatasetWriter,
     JetColumns,
     UnitResult,
     open_h5,
+    parts_dir,
     read_commit,
+    read_part,
+    write_part,
 )
 from qcdtool.core.errors import DatasetError, QcdtoolError
 from qcdtool.core.jets import JetPairs, JetRejection, JetSettings, LevelJets, find_jet_pairs
@@ -130,7 +135,7 @@ class UnitProcessor:
     def process(self, unit: WorkUnit) -> UnitResult:
         """Generate a unit, find its jets, draw its images; keep accepted events only."""
         events = self.generator.run(unit)
-        pairs = find_jet_pairs(events.parton, events.hadron, self.jets)
+        pairs = find_jet_pairs(events.parton, events.hadron, self.jets, events.config_id)
         accepted = np.flatnonzero(pairs.accepted)
         counters = dict(events.counters)
         counters["generated"] = len(events)
@@ -190,30 +195,49 @@ def _take_events(events: EventBatch, rows: np.ndarray) -> EventBatch:
     )
 
 
-_WORKER: UnitProcessor | None = None
+def part_path(folder: Path, unit: WorkUnit) -> Path:
+    """Part file of one unit."""
+    return folder / f"unit-{unit.index:06d}.h5"
 
 
-def _worker_init(processor: UnitProcessor) -> None:
+class PartWriter:
+    """Processes units and writes each to its part file; run in every worker process."""
+
+    def __init__(self, processor: UnitProcessor, folder: Path) -> None:
+        self.processor = processor
+        self.folder = folder
+
+    def __call__(self, unit: WorkUnit) -> tuple[int, int]:
+        """Process one unit and write its part; return (unit index, events generated)."""
+        result = self.processor.process(unit)
+        write_part(part_path(self.folder, unit), result)
+        return unit.index, int(result.counters.get("generated", len(result)))
+
+
+_WORKER: PartWriter | None = None
+
+
+def _worker_init(writer: PartWriter) -> None:
     global _WORKER
-    _WORKER = processor
-    processor.generator.setup()
+    _WORKER = writer
+    writer.processor.generator.setup()
 
 
-def _worker_process(unit: WorkUnit) -> UnitResult:
+def _worker_process(unit: WorkUnit) -> tuple[int, int]:  # (unit index, events generated)
     if _WORKER is None:
         raise RuntimeError("worker used before its initializer ran")
-    return _WORKER.process(unit)
+    return _WORKER(unit)
 
 
-def _results(processor: UnitProcessor, units: Sequence[WorkUnit], workers: int) -> Iterator[UnitResult]:
-    """Process units in order, in this process or in a pool of worker processes."""
+def _write_parts(writer: PartWriter, units: Sequence[WorkUnit], workers: int) -> Iterator[tuple[int, int]]:
+    """Write the parts of ``units`` in this process or in a pool of worker processes."""
     if workers <= 1 or len(units) <= 1:
         for unit in units:
-            yield processor.process(unit)
+            yield writer(unit)
         return
     context = multiprocessing.get_context("fork")
-    with context.Pool(workers, initializer=_worker_init, initargs=(processor,)) as pool:
-        yield from pool.imap(_worker_process, units, chunksize=1)
+    with context.Pool(min(workers, len(units)), initializer=_worker_init, initargs=(writer,)) as pool:
+        yield from pool.imap_unordered(_worker_process, units, chunksize=1)
 
 
 # --------------------------------------------------------------------------
@@ -241,9 +265,12 @@ def generate_dataset(
     options: GenerateOptions,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> tuple[Path, str]:
-    """Generate (or resume, or skip) the dataset file; return its path and a summary.
+    """Generate (or resume, or find current) the dataset file; return its path and a summary.
 
-    ``on_progress(events_done, events_total)`` is called after each unit.
+    Units are written to part files in ``<dataset>.parts/`` and assembled
+    into the dataset file once all exist, so that an interrupted run loses
+    at most the units in progress. ``on_progress(events_done, events_total)``
+    is called after each unit.
     """
     processor = build_processor(spec)
     units = processor.generator.plan(options.n_events)
@@ -251,66 +278,107 @@ def generate_dataset(
         units = options.shard.select(units)
     path = dataset_path(spec, options)
     digest = content_hash(spec, options.n_events)
+    folder = parts_dir(path)
     log_path = spec.run_dir / LOG_FILE
     log_path.parent.mkdir(parents=True, exist_ok=True)
 
-    state = _existing_state(path, digest)
-    if state == "complete":
+    if path.exists():
+        _check_existing(path, digest)
         with Dataset(path) as dataset:
             return path, f"{path.name} is current ({len(dataset)} events); nothing to do"
-    if state == "incomplete" and not options.resume:
-        raise DatasetError(
-            f"{path} is incomplete (an earlier generation was interrupted); pass --resume to continue it, "
-            "or remove the file to start again"
-        )
+    _prepare_parts(folder, digest, options.resume)
 
     # PYTHIA and fastjet write to file descriptor 1; send that to the log
     # file unless the user asked to see it.
     with contextlib.nullcontext() if options.verbosity > 0 else redirect_fd1(log_path):
         processor.generator.setup()  # rejects bad settings before any event
-        if state == "incomplete":
-            writer = DatasetWriter.resume(path, digest)
-            log.info("resuming %s after %d of %d units", path, writer.units_done, len(units))
-        else:
-            writer = _create_writer(path, spec, processor, digest, options, len(units))
+        missing = [unit for unit in units if not part_path(folder, unit).exists()]
+        total = sum(unit.n_events for unit in units)
+        done = total - sum(unit.n_events for unit in missing)
+        if len(missing) < len(units):
+            log.info("resuming %s: %d of %d units already written", path, len(units) - len(missing), len(units))
+        if on_progress:
+            on_progress(done, total)
+
+        # Parts arrive in any order; each is appended to the dataset file as
+        # soon as every unit before it is there, while workers go on.
+        assembler = _Assembler(path, folder, units, _create_writer(path, spec, processor, digest, options, len(units)))
         try:
-            remaining = units[writer.units_done :]
-            total = sum(unit.n_events for unit in units)
-            done = sum(unit.n_events for unit in units[: writer.units_done])
-            if on_progress:
-                on_progress(done, total)
-            for result in _results(processor, remaining, options.workers):
-                writer.append(result)
-                done += int(result.counters.get("generated", len(result)))
+            assembler.append_ready()
+            for index, generated in _write_parts(PartWriter(processor, folder), missing, options.workers):
+                assembler.written.add(index)
+                assembler.append_ready()
+                done += generated
                 if on_progress:
                     on_progress(done, total)
-            counters = read_commit(writer.file)["counters"]
-            rows = writer.rows
-            writer.finish()
+            rows, counters = assembler.finish()
         except BaseException:
-            rows = writer.rows if writer.file.id.valid else 0
-            writer.close()
-            log.warning("generation stopped; %s holds %d committed events; continue with --resume", path, rows)
+            assembler.writer.discard()
             raise
+    shutil.rmtree(folder)
     skipped = sum(value for key, value in counters.items() if key.startswith("skipped_"))
+    log.info("wrote %s: %d events, counters %s", path, rows, counters)
     return path, f"{path.name}: {rows} events written, {skipped} skipped ({_counter_text(counters)})"
 
 
-def _counter_text(counters: Mapping[str, int]) -> str:
-    return ", ".join(f"{key} {value}" for key, value in sorted(counters.items()))
-
-
-def _existing_state(path: Path, digest: str) -> str:
-    """``missing``, ``complete`` or ``incomplete``; raise for a file of another spec."""
-    if not path.exists():
-        return "missing"
+def _check_existing(path: Path, digest: str) -> None:
     with open_h5(path) as file:
         if file.attrs.get("spec_hash") != digest:
             raise DatasetError(
                 f"{path} exists and was made from a different spec or event count; remove it or choose "
                 "another [run] name or --output"
             )
-        return "complete" if bool(file.attrs.get("complete", False)) else "incomplete"
+
+
+def _prepare_parts(folder: Path, digest: str, resume: bool) -> None:
+    """Create the part folder, or check an existing one before resuming it."""
+    manifest = folder / "manifest.json"
+    if folder.exists():
+        if not resume:
+            raise DatasetError(
+                f"an earlier generation of {folder.name.removesuffix('.parts')} was interrupted ({folder} "
+                "exists); pass --resume to continue it, or remove that folder to start again"
+            )
+        recorded = json.loads(manifest.read_text()) if manifest.exists() else {}
+        if recorded.get("spec_hash") != digest:
+            raise DatasetError(
+                f"{folder} was started from a different spec or event count; it cannot be resumed with this "
+                "one. Remove it, or use the spec it was made with"
+            )
+        for leftover in folder.glob("*" + TEMPORARY_SUFFIX):
+            leftover.unlink()  # a part that was being written when the run stopped
+        return
+    folder.mkdir(parents=True)
+    manifest.write_text(json.dumps({"spec_hash": digest}) + "\n")
+
+
+class _Assembler:
+    """Appends part files to the dataset file in plan order, as they become available."""
+
+    def __init__(self, path: Path, folder: Path, units: Sequence[WorkUnit], writer: DatasetWriter) -> None:
+        self.folder = folder
+        self.units = list(units)
+        self.writer = writer
+        self.position = 0
+        self.written = {unit.index for unit in units if part_path(folder, unit).exists()}
+
+    def append_ready(self) -> None:
+        """Append every part whose predecessors are all appended."""
+        while self.position < len(self.units) and self.units[self.position].index in self.written:
+            self.writer.append(read_part(part_path(self.folder, self.units[self.position])))
+            self.position += 1
+
+    def finish(self) -> tuple[int, dict[str, int]]:
+        """Close the complete dataset file; return its rows and counters."""
+        if self.position != len(self.units):
+            raise RuntimeError(f"only {self.position} of {len(self.units)} units were assembled")
+        commit = read_commit(self.writer.file)
+        self.writer.finish()
+        return int(commit["rows"]), dict(commit["counters"])
+
+
+def _counter_text(counters: Mapping[str, int]) -> str:
+    return ", ".join(f"{key} {value}" for key, value in sorted(counters.items()))
 
 
 def _create_writer(

@@ -254,21 +254,21 @@ def cluster_jets(particles: ParticleBatch, settings: JetSettings) -> EventJets:
             rejection=rejection,
         )
 
-    # 2. One C++ clustering over all remaining events.
+    # 2. One C++ clustering over all remaining events. Only the constituent
+    # lists are read back: with the E recombination scheme a jet's
+    # four-momentum is the sum of its constituents', computed below, which
+    # saves fastjet a second conversion of every jet.
     emit_fastjet_banner()
     sequence = fastjet.ClusterSequence(_awkward_events(particles, clustered), jet_definition(settings))
     if settings.is_exclusive:
         with _exclusive_warning_silenced():
-            jets = sequence.exclusive_jets(n_jets=settings.n_exclusive, dcut=-1)
-        index = sequence.exclusive_jets_constituent_index(settings.n_exclusive)
+            index = sequence.exclusive_jets_constituent_index(settings.n_exclusive)
     else:
-        jets = sequence.inclusive_jets(min_pt=0.0)
         index = sequence.constituent_index(min_pt=0.0)
 
     # 3. Flatten. The clustered events keep their order, so only the jet
     # counts need scattering back to all events.
-    jet_counts[clustered] = np.asarray(ak.num(jets, axis=1), dtype=np.int64)
-    flat_jets = ak.flatten(jets, axis=1)
+    jet_counts[clustered] = np.asarray(ak.num(index, axis=1), dtype=np.int64)
     constituent_counts = np.asarray(ak.flatten(ak.num(index, axis=2), axis=None), dtype=np.int64)
     constituents = np.asarray(ak.flatten(index, axis=None), dtype=np.int32)
 
@@ -277,11 +277,18 @@ def cluster_jets(particles: ParticleBatch, settings: JetSettings) -> EventJets:
     owner = np.repeat(np.arange(len(constituent_counts), dtype=np.int64), constituent_counts)
     constituents = constituents[np.lexsort((constituents, owner))]
 
+    # 5. Jet four-momenta: sums over the constituents (E scheme).
+    jet_event = np.repeat(np.arange(n_events, dtype=np.int64), jet_counts)
+    flat = particles.offsets[jet_event[owner]] + constituents
+    sums = {
+        name: np.bincount(owner, weights=getattr(particles, name)[flat], minlength=len(constituent_counts))
+        for name in _FOUR_MOMENTUM
+    }
     return EventJets(
-        px=np.asarray(flat_jets.px, dtype=np.float64),
-        py=np.asarray(flat_jets.py, dtype=np.float64),
-        pz=np.asarray(flat_jets.pz, dtype=np.float64),
-        E=np.asarray(flat_jets.E, dtype=np.float64),
+        px=sums["px"],
+        py=sums["py"],
+        pz=sums["pz"],
+        E=sums["E"],
         offsets=offsets_from_counts(jet_counts),
         constituents=constituents,
         constituent_offsets=offsets_from_counts(constituent_counts),
@@ -354,6 +361,20 @@ class LevelJets:
     def n_constituents(self) -> IntArray:
         """Number of constituents of each jet (0 where rejected)."""
         return np.diff(self.constituent_offsets)
+
+    def take(self, rows: IntArray) -> LevelJets:
+        """The jets of the given events, in that order (rows may repeat)."""
+        counts = self.n_constituents[rows]
+        index = ranges_index(self.constituent_offsets[rows], counts)
+        return LevelJets(
+            px=self.px[rows],
+            py=self.py[rows],
+            pz=self.pz[rows],
+            E=self.E[rows],
+            constituents=self.constituents[index],
+            constituent_offsets=offsets_from_counts(counts),
+            rejection=self.rejection[rows],
+        )
 
 
 def _first_per_event(jets: EventJets, key: FloatArray) -> IntArray:
@@ -512,7 +533,12 @@ class JetPairs:
         return JetBatch(axis=jets.four_momentum[events], constituents=constituents)
 
 
-def find_jet_pairs(parton: ParticleBatch, hadron: ParticleBatch, settings: JetSettings) -> JetPairs:
+def find_jet_pairs(
+    parton: ParticleBatch,
+    hadron: ParticleBatch,
+    settings: JetSettings,
+    parton_configuration: IntArray | None = None,
+) -> JetPairs:
     """Find the parton-level jet and its hadron-level partner in every event.
 
     The parton-level jet is the leading jet (:func:`leading_jet`). The
@@ -521,14 +547,26 @@ def find_jet_pairs(parton: ParticleBatch, hadron: ParticleBatch, settings: JetSe
     (:func:`jet_distance`), and for ``matching="leading"`` the leading jet.
     Events without a jet or a match are flagged in each level's
     ``rejection``, not dropped, so rows stay aligned with the input.
+
+    ``parton_configuration`` optionally labels each event's parton-level
+    configuration; events with the same label must have identical
+    parton-level particles (rehadronizations of one configuration), and
+    each configuration is then clustered once.
     """
     if len(parton) != len(hadron):
         raise ValueError(f"parton level has {len(parton)} events, hadron level {len(hadron)}")
 
-    # 1. Parton level: the leading jet.
-    parton_jets = cluster_jets(parton, settings)
+    # 1. Parton level: the leading jet, once per distinct configuration.
+    if parton_configuration is None:
+        representative, copies = np.arange(len(parton), dtype=np.int64), None
+    else:
+        _, representative, copies = np.unique(parton_configuration, return_index=True, return_inverse=True)
+    distinct = parton if copies is None else parton.take(representative)
+    parton_jets = cluster_jets(distinct, settings)
     parton_choice = leading_jet(parton_jets, settings)
     parton_level = _select_jets(parton_jets, parton_choice, parton_jets.rejection)
+    if copies is not None:
+        parton_level = parton_level.take(copies.astype(np.int64))
 
     # 2. Hadron level: the matched or the leading jet.
     hadron_jets = cluster_jets(hadron, settings)

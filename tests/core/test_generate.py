@@ -19,7 +19,7 @@ import pytest
 from click.testing import Result
 
 from qcdtool.core import generate as generate_module
-from qcdtool.core.dataset import Dataset
+from qcdtool.core.dataset import Dataset, parts_dir
 from qcdtool.core.errors import DatasetError
 from qcdtool.core.generate import GenerateOptions, generate_dataset
 from qcdtool.core.registry import create_registry
@@ -136,7 +136,7 @@ class Interrupt(KeyboardInterrupt):
 
 
 def interrupt_after(units: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    original = generate_module._results
+    original = generate_module._write_parts
 
     def results(*args: Any, **kwargs: Any) -> Iterator[Any]:
         for done, result in enumerate(original(*args, **kwargs)):
@@ -144,7 +144,7 @@ def interrupt_after(units: int, monkeypatch: pytest.MonkeyPatch) -> None:
                 raise Interrupt
             yield result
 
-    monkeypatch.setattr(generate_module, "_results", results)
+    monkeypatch.setattr(generate_module, "_write_parts", results)
 
 
 def test_resume_equals_uninterrupted(reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -154,27 +154,36 @@ def test_resume_equals_uninterrupted(reference: Path, tmp_path: Path, monkeypatc
         generate_dataset(spec, GenerateOptions())
     monkeypatch.undo()
     path = spec.run_dir / "dataset.h5"
-    with Dataset(path, allow_incomplete=True) as partial:
-        assert len(partial) < 4500
+    assert not path.exists()
+    # The fifth unit was written when the interruption arrived.
+    assert len(list(parts_dir(path).glob("unit-*.h5"))) == 5
     generate_dataset(spec, GenerateOptions(resume=True))
     assert_same_contents(reference, path)
+    assert not parts_dir(path).exists()
 
 
-def test_resume_cuts_partial_unit(reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resume_discards_partial_part(reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     spec = spec_in(tmp_path)
     interrupt_after(2, monkeypatch)
     with pytest.raises(Interrupt):
         generate_dataset(spec, GenerateOptions())
     monkeypatch.undo()
     path = spec.run_dir / "dataset.h5"
-    # A writer killed in the middle of a unit leaves rows past the commit.
-    with h5py.File(path, "r+") as file:
-        for name in ("events/config_id", "events/hadron/px", "jets/hadron/pt", "units/index"):
-            table = file[name]
-            table.resize(table.shape[0] + 7, axis=0)
-            table[-7:] = 42
+    # A process killed while writing a part leaves it under its temporary name.
+    (parts_dir(path) / "unit-000002.h5.partial").write_bytes(b"half a unit")
     generate_dataset(spec, GenerateOptions(resume=True))
     assert_same_contents(reference, path)
+
+
+def test_resume_refuses_other_spec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = spec_in(tmp_path)
+    interrupt_after(1, monkeypatch)
+    with pytest.raises(Interrupt):
+        generate_dataset(spec, GenerateOptions())
+    monkeypatch.undo()
+    other = spec_in(tmp_path, seed=99)
+    with pytest.raises(DatasetError, match="started from a different spec"):
+        generate_dataset(other, GenerateOptions(resume=True))
 
 
 def test_incomplete_file_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -196,22 +205,18 @@ def test_generate_without_resume_refused(tmp_path: Path, monkeypatch: pytest.Mon
         generate_dataset(spec, GenerateOptions())
 
 
-def test_killed_process_resumes_or_refuses(reference: Path, tmp_path: Path) -> None:
+def test_killed_process_resumes(reference: Path, tmp_path: Path) -> None:
     spec = write_spec(tmp_path)
     path = tmp_path / "runs" / "gen" / "dataset.h5"
     script = shutil.which("qcdtool", path=str(Path(sys.executable).parent))
     assert script is not None
     process = subprocess.Popen([script, "generate", str(spec)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (not path.exists() or path.stat().st_size < 2_500_000):
-        time.sleep(0.02)
+    while time.monotonic() < deadline and len(list(parts_dir(path).glob("unit-*.h5"))) < 2:
+        time.sleep(0.01)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    try:
-        generate_dataset(load_spec(spec, create_registry()), GenerateOptions(resume=True))
-    except DatasetError as error:
-        assert "cannot be opened" in str(error) or "incomplete" in str(error)
-        return
+    generate_dataset(load_spec(spec, create_registry()), GenerateOptions(resume=True))
     assert_same_contents(reference, path)
 
 

@@ -307,6 +307,19 @@ def test_every_particle_in_one_jet(ee_events: tuple[ParticleBatch, ParticleBatch
     assert per_event.tolist() == hadron.counts.tolist()
 
 
+def test_shared_configuration_clustered_once(ee_events: tuple[ParticleBatch, ParticleBatch]) -> None:
+    parton, hadron = ee_events
+    # Ten hadron-level events, all paired with the parton level of event 3.
+    rows = np.full(10, 3, dtype=np.int64)
+    repeated = parton.take(rows)
+    hadrons = hadron.take(np.arange(10, dtype=np.int64))
+    plain = find_jet_pairs(repeated, hadrons, JetSettings())
+    shared = find_jet_pairs(repeated, hadrons, JetSettings(), parton_configuration=np.zeros(10, dtype=np.int64))
+    assert np.array_equal(plain.parton.four_momentum, shared.parton.four_momentum)
+    assert np.array_equal(plain.parton.constituents, shared.parton.constituents)
+    assert np.array_equal(plain.hadron.rejection, shared.hadron.rejection)
+
+
 @pytest.mark.parametrize("level", [0, 1])
 def test_durham_two_jets_sum_to_event(ee_events: tuple[ParticleBatch, ParticleBatch], level: int) -> None:
     particles = ee_events[level]

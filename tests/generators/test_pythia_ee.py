@@ -163,7 +163,7 @@ def test_failed_hadronizations_counted(monkeypatch: pytest.MonkeyPatch) -> None:
     class BreakEveryThird(restore_cls):  # type: ignore[misc, valid-type]
         """Restore the record, then on every third event give one parton a colour nobody carries."""
 
-        def onBeginEvent(self) -> None:  # noqa: N802 (PYTHIA's name)
+        def onBeginEvent(self) -> None:
             super().onBeginEvent()
             if self.calls % 3 == 0:
                 event = self.pythia.event

@@ -45,9 +45,7 @@ def test_global_random_state_untouched() -> None:
 def test_probabilities_rows_sum_to_one() -> None:
     rng = np.random.default_rng(3)
     labels = np.array([4, 9, 4, 9, 7, 7])
-    result = cnn_classifier(
-        blob_images(rng, labels % 2), labels, blob_images(rng, labels % 2), labels, epochs=1
-    )
+    result = cnn_classifier(blob_images(rng, labels % 2), labels, blob_images(rng, labels % 2), labels, epochs=1)
     assert result.probabilities.shape == (6, 3)
     np.testing.assert_allclose(result.probabilities.sum(axis=1), 1.0, rtol=1e-6)
 

@@ -70,12 +70,8 @@ def test_default_batch_sizes_capped_by_samples() -> None:
 
 def test_finite_sample_bias_falls_with_n() -> None:
     rng = np.random.default_rng(1)
-    small = np.mean(
-        [frechet_distance(rng.normal(size=(200, 4)), rng.normal(size=(200, 4))) for _ in range(20)]
-    )
-    large = np.mean(
-        [frechet_distance(rng.normal(size=(5000, 4)), rng.normal(size=(5000, 4))) for _ in range(20)]
-    )
+    small = np.mean([frechet_distance(rng.normal(size=(200, 4)), rng.normal(size=(200, 4))) for _ in range(20)])
+    large = np.mean([frechet_distance(rng.normal(size=(5000, 4)), rng.normal(size=(5000, 4))) for _ in range(20)])
     assert large < small / 5.0
 
 
@@ -97,9 +93,7 @@ def test_fpd_mean_shift() -> None:
     rng = np.random.default_rng(4)
     truth = rng.normal(size=(20_000, 2))
     generated = rng.normal(size=(20_000, 2)) + np.array([0.3, 0.0])
-    result = frechet_physics_distance(
-        generated, truth, rng=np.random.default_rng(5), n_batches=10, normalise=False
-    )
+    result = frechet_physics_distance(generated, truth, rng=np.random.default_rng(5), n_batches=10, normalise=False)
     assert result.value == pytest.approx(0.09, abs=3.0 * result.uncertainty + 1e-3)
 
 
@@ -109,9 +103,7 @@ def test_fpd_normalise_is_scale_free() -> None:
     generated = rng.normal(size=(3000, 2)) + 0.2
     scale = np.array([1.0, 1000.0])
     plain = frechet_physics_distance(generated, truth, rng=np.random.default_rng(7), n_batches=3)
-    scaled = frechet_physics_distance(
-        generated * scale, truth * scale, rng=np.random.default_rng(7), n_batches=3
-    )
+    scaled = frechet_physics_distance(generated * scale, truth * scale, rng=np.random.default_rng(7), n_batches=3)
     assert scaled.value == pytest.approx(plain.value, rel=1e-9)
 
 

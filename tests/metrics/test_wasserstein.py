@@ -74,8 +74,7 @@ def test_bootstrap_spread_matches_resampling() -> None:
     spread = np.std(bootstrap_wasserstein_1(u, v, rng=np.random.default_rng(5), n_bootstrap=400))
     explicit_rng = np.random.default_rng(6)
     explicit = [
-        wasserstein_1(explicit_rng.choice(u, size=len(u)), explicit_rng.choice(v, size=len(v)))
-        for _ in range(400)
+        wasserstein_1(explicit_rng.choice(u, size=len(u)), explicit_rng.choice(v, size=len(v))) for _ in range(400)
     ]
     assert spread == pytest.approx(np.std(explicit), rel=0.2)
 

@@ -112,12 +112,11 @@ def merge(output: Path, inputs: tuple[Path, ...]) -> None:
 
 @click.command("inspect")
 @click.argument("path", metavar="FILE", type=click.Path(path_type=Path))
-@click.option("--allow-incomplete", is_flag=True, help="Summarize an interrupted file's committed events too.")
 @verbosity_options
-def inspect(path: Path, allow_incomplete: bool) -> None:
+def inspect(path: Path) -> None:
     """Summarize a dataset file: counts, flavours, multiplicities, jets, images."""
     out = get_state().out
-    with Dataset(path, allow_incomplete=allow_incomplete) as dataset:
+    with Dataset(path) as dataset:
         attrs = dataset.attrs
         out.print(f"[bold]{path}[/]  qcdtool dataset format {int(attrs['format_version'])}")
         header = Table(show_header=False, box=None)

@@ -94,6 +94,4 @@ def nearest_class_mean(
     accuracy = binomial_accuracy(
         predicted == y_test, baseline=1.0 / len(classes), note=f"nearest class mean, {len(classes)} classes"
     )
-    return ClassifierResult(
-        classes=classes, predicted=predicted, probabilities=probabilities, accuracy=accuracy
-    )
+    return ClassifierResult(classes=classes, predicted=predicted, probabilities=probabilities, accuracy=accuracy)

@@ -110,6 +110,4 @@ def cnn_classifier(
     accuracy = binomial_accuracy(
         predicted == y_test, baseline=1.0 / len(classes), note=f"small CNN, {len(classes)} classes"
     )
-    return ClassifierResult(
-        classes=classes, predicted=predicted, probabilities=probabilities, accuracy=accuracy
-    )
+    return ClassifierResult(classes=classes, predicted=predicted, probabilities=probabilities, accuracy=accuracy)

@@ -54,9 +54,7 @@ def _sqrt_psd(matrix: FloatArray) -> FloatArray:
     return root
 
 
-def frechet_distance_gaussians(
-    mu_1: ArrayLike, sigma_1: ArrayLike, mu_2: ArrayLike, sigma_2: ArrayLike
-) -> float:
+def frechet_distance_gaussians(mu_1: ArrayLike, sigma_1: ArrayLike, mu_2: ArrayLike, sigma_2: ArrayLike) -> float:
     """Return the Frechet distance between N(mu_1, sigma_1) and N(mu_2, sigma_2).
 
     Tr (Sigma_1 Sigma_2)^(1/2) is the sum of the square roots of the
@@ -153,9 +151,7 @@ def frechet_physics_distance(
     y = _as_features(truth, "truth")
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"generated has {x.shape[1]} features but truth has {y.shape[1]}")
-    sizes = np.asarray(
-        default_batch_sizes(min(len(x), len(y))) if batch_sizes is None else batch_sizes, dtype=np.int64
-    )
+    sizes = np.asarray(default_batch_sizes(min(len(x), len(y))) if batch_sizes is None else batch_sizes, dtype=np.int64)
     if len(sizes) < 3 or np.any(sizes < 2):
         raise ValueError(f"need at least 3 batch sizes of 2 or more samples, got {sizes.tolist()}")
     if n_batches < 1:
@@ -171,8 +167,7 @@ def frechet_physics_distance(
     mean_fd = np.empty(len(sizes))
     for k, n in enumerate(sizes):
         values = [
-            frechet_distance(x[rng.integers(0, len(x), n)], y[rng.integers(0, len(y), n)])
-            for _ in range(n_batches)
+            frechet_distance(x[rng.integers(0, len(x), n)], y[rng.integers(0, len(y), n)]) for _ in range(n_batches)
         ]
         mean_fd[k] = np.mean(values)
 

@@ -54,9 +54,7 @@ def _as_pixel_rows(images: ArrayLike) -> tuple[FloatArray, tuple[int, int]]:
 def _check_grid(images: ArrayLike, grid: PixelGrid) -> None:
     shape = np.shape(images)[-2:]
     if tuple(shape) != grid.shape:
-        raise ValueError(
-            f"images are {shape[0]}x{shape[1]} pixels but the grid is {grid.shape[0]}x{grid.shape[1]}"
-        )
+        raise ValueError(f"images are {shape[0]}x{shape[1]} pixels but the grid is {grid.shape[0]}x{grid.shape[1]}")
 
 
 def _fractions(rows: FloatArray) -> FloatArray:

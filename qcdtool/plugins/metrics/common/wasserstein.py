@@ -64,9 +64,7 @@ def _cdf_area(order: NDArray[np.intp], dt: FloatArray, wu: FloatArray, wv: Float
     return area
 
 
-def weighted_wasserstein_1(
-    u: ArrayLike, v: ArrayLike, u_weights: ArrayLike, v_weights: ArrayLike
-) -> FloatArray:
+def weighted_wasserstein_1(u: ArrayLike, v: ArrayLike, u_weights: ArrayLike, v_weights: ArrayLike) -> FloatArray:
     """Return W1 between ``u`` and ``v`` for each row of sample weights.
 
     ``u_weights`` has shape ``(B, len(u))`` and ``v_weights`` shape
@@ -79,9 +77,7 @@ def weighted_wasserstein_1(
     wu = np.atleast_2d(np.asarray(u_weights, dtype=np.float64))
     wv = np.atleast_2d(np.asarray(v_weights, dtype=np.float64))
     if wu.shape[1] != len(u_) or wv.shape[1] != len(v_) or len(wu) != len(wv):
-        raise ValueError(
-            f"weights of shapes {wu.shape} and {wv.shape} do not match {len(u_)} and {len(v_)} samples"
-        )
+        raise ValueError(f"weights of shapes {wu.shape} and {wv.shape} do not match {len(u_)} and {len(v_)} samples")
     order, dt = _merged_order(u_, v_)
     return _cdf_area(order, dt, wu, wv)
 
