@@ -1,0 +1,218 @@
+"""The ``eta-phi`` imager: jet constituents in (delta eta, delta phi) about the jet axis.
+
+Rows are ``delta eta = eta_i - eta_jet`` (pseudorapidity), columns
+``delta phi = wrap_phi(phi_i - phi_jet)`` in (-pi, pi], both on a
+``size`` x ``size`` grid over ``[-extent, extent]``. The image is invariant
+under rotations of the event about the beam (z) axis, because it uses only
+differences of phi; it is not invariant under other 3D rotations, which
+change delta eta and delta phi. A jet along the beam axis has no
+pseudorapidity, so all its weight counts as dropped.
+
+Steps, all before pixelization: coordinates about the jet axis, then
+optionally the weighted centroid moved to the origin (``center``), the
+principal axis turned onto the delta eta axis (``rotate``) and the heaviest
+quadrant reflected to positive delta eta and delta phi (``flip``). Rotation
+and reflection are taken from the ``frame_from`` level and applied to both
+levels, so that the two images of an event stay comparable.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import Field
+
+from qcdtool.core import kinematics
+from qcdtool.core.contracts import (
+    ImageDescription,
+    Imager,
+    ImagerInput,
+    ImageSet,
+    JetBatch,
+    PluginContext,
+    PluginParams,
+    Register,
+)
+from qcdtool.core.hookspecs import hookimpl
+from qcdtool.core.images import (
+    MAX_SIZE,
+    MIN_SIZE,
+    ChannelScheme,
+    FrameLevel,
+    Points,
+    charge_channels,
+    fractions_of_sum,
+    normalize_images,
+    paired_reflection,
+    paired_rotation,
+    pixelize,
+    reflect_points,
+    rotate_points,
+    subtract_centroid,
+    symmetric_axis,
+)
+from qcdtool.core.particles import ParticleBatch
+
+JetIntensity = Literal["pt-fraction", "energy-fraction", "energy"]
+
+INTENSITY_LABELS: dict[str, str] = {
+    "pt-fraction": "pT_i / sum_j pT_j (constituents of the jet)",
+    "energy-fraction": "E_i / sum_j E_j (constituents of the jet)",
+    "energy": "E_i (GeV)",
+}
+
+
+class EtaPhiParams(PluginParams):
+    """Options of the ``eta-phi`` imager."""
+
+    size: int = Field(
+        15,
+        ge=MIN_SIZE,
+        le=MAX_SIZE,
+        description=(
+            "Pixels per side. The default is odd so that the jet axis lies at the centre of a pixel "
+            "and not on the corner of four."
+        ),
+    )
+    extent: float | None = Field(
+        None,
+        gt=0.0,
+        le=math.pi,
+        description="Half-width of the window in delta eta and delta phi (rad); unset means the jet radius.",
+    )
+    intensity: JetIntensity = Field(
+        "pt-fraction",
+        description=(
+            "Pixel intensity: pt-fraction (pT_i over the jet's scalar pT sum), energy-fraction "
+            "(E_i over the jet energy) or energy (E_i in GeV)."
+        ),
+    )
+    center: Literal["axis", "centroid"] = Field(
+        "axis",
+        description="Image centre: the jet axis, or the intensity-weighted centroid of the constituents.",
+    )
+    rotate: bool = Field(
+        False, description="Turn the intensity-weighted principal axis onto the delta eta (row) axis."
+    )
+    flip: bool = Field(
+        False, description="Reflect the heaviest quadrant to positive delta eta and positive delta phi."
+    )
+    normalize: bool = Field(False, description="Scale each image so that its pixels sum to one.")
+    channels: ChannelScheme = Field(
+        "all", description="One channel (all), or two: charged then neutral constituents (charged-neutral)."
+    )
+    frame_from: FrameLevel = Field(
+        "hadron",
+        description="Level whose jet fixes the rotation and reflection of both images (with rotate or flip).",
+    )
+
+
+def eta_phi_coordinates(jets: JetBatch) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Return (delta eta, delta phi) of every constituent about its jet's axis, delta phi in (-pi, pi]."""
+    c = jets.constituents
+    entry = c.entry_index
+    # An empty jet has a zero axis and a jet along the beam an infinite eta: both give
+    # NaN offsets, which pixelize counts as dropped.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        axis_eta = kinematics.eta(jets.axis[:, 0], jets.axis[:, 1], jets.axis[:, 2])
+        delta_eta = c.eta - axis_eta[entry]
+    axis_phi = kinematics.phi(jets.axis[:, 0], jets.axis[:, 1])
+    delta_phi = kinematics.wrap_phi(c.phi - axis_phi[entry])
+    return delta_eta, delta_phi
+
+
+def constituent_intensity(constituents: ParticleBatch, intensity: JetIntensity) -> NDArray[np.float64]:
+    """Return the intensity of each constituent: a fraction of its jet's sum, or its energy."""
+    if intensity == "energy":
+        return constituents.E.copy()
+    value = constituents.pt if intensity == "pt-fraction" else constituents.E
+    return fractions_of_sum(value, constituents.entry_index, len(constituents))
+
+
+class EtaPhiImager(Imager):
+    """Draws each jet in (delta eta, delta phi) about its axis."""
+
+    name: ClassVar[str] = "eta-phi"
+    summary: ClassVar[str] = (
+        "Jet images in (delta eta, delta phi) about the jet axis; pT or energy intensity."
+    )
+    Params: ClassVar[type[PluginParams]] = EtaPhiParams
+    input: ClassVar[ImagerInput] = ImagerInput.JET
+
+    params: EtaPhiParams
+
+    def __init__(self, params: PluginParams, context: PluginContext) -> None:
+        if not isinstance(params, EtaPhiParams):
+            raise TypeError(f"eta-phi needs EtaPhiParams, got {type(params).__name__}")
+        super().__init__(params, context)
+        self.extent = params.extent if params.extent is not None else context.jet_radius
+        self.channel_names = charge_channels(np.zeros(0, dtype=np.float32), params.channels)[1]
+
+    def describe(self) -> ImageDescription:
+        """Axes, window, units and intensity of the images."""
+        axes = ("major_axis", "minor_axis") if self.params.rotate else ("delta_eta", "delta_phi")
+        window = (-self.extent, self.extent)
+        return ImageDescription(
+            axes=axes,
+            extents=(window, window),
+            units="delta eta (no unit) and delta phi (rad)",
+            intensity=INTENSITY_LABELS[self.params.intensity],
+            channels=self.channel_names,
+            shape=(len(self.channel_names), self.params.size, self.params.size),
+        )
+
+    def render(self, parton: JetBatch | ParticleBatch, hadron: JetBatch | ParticleBatch) -> ImageSet:
+        """Draw the parton and hadron jets of ``n`` events as (n, C, size, size) float32 images."""
+        if not isinstance(parton, JetBatch) or not isinstance(hadron, JetBatch):
+            raise TypeError("eta-phi draws jets: pass JetBatch objects for both levels")
+        if len(parton) != len(hadron):
+            raise ValueError(f"parton and hadron batches differ in length: {len(parton)} and {len(hadron)}")
+        params = self.params
+        axis = symmetric_axis(self.extent, params.size)
+        tolerance = axis.edge_tolerance
+
+        # 1. Points about each jet's axis, optionally about its centroid.
+        points = {"parton": self._points(parton), "hadron": self._points(hadron)}
+        if params.center == "centroid":
+            points = {level: subtract_centroid(p) for level, p in points.items()}
+        frame_level = params.frame_from
+        other_level = "parton" if frame_level == "hadron" else "hadron"
+
+        # 2. Rotation and reflection from the frame level, applied to both levels.
+        if params.rotate:
+            rotation = paired_rotation(points[frame_level], points[other_level], tolerance)
+            points = {level: rotate_points(p, rotation) for level, p in points.items()}
+        if params.flip:
+            reflection = paired_reflection(points[frame_level], points[other_level], tolerance)
+            points = {level: reflect_points(p, reflection) for level, p in points.items()}
+
+        # 3. Pixelize and record what fell outside the window.
+        images: dict[str, NDArray[np.float32]] = {}
+        per_image: dict[str, NDArray[np.generic]] = {}
+        for level, p in points.items():
+            pixelized = pixelize(p, axis, axis)
+            images[level] = normalize_images(pixelized.images) if params.normalize else pixelized.images
+            per_image[f"{level}_dropped_fraction"] = pixelized.dropped_fraction
+        return ImageSet(parton=images["parton"], hadron=images["hadron"], per_image=per_image)
+
+    def _points(self, jets: JetBatch) -> Points:
+        delta_eta, delta_phi = eta_phi_coordinates(jets)
+        channel, names = charge_channels(jets.constituents.charge, self.params.channels)
+        return Points(
+            row=delta_eta,
+            col=delta_phi,
+            weight=constituent_intensity(jets.constituents, self.params.intensity),
+            image=jets.constituents.entry_index,
+            n_images=len(jets),
+            channel=channel,
+            n_channels=len(names),
+        )
+
+
+@hookimpl
+def register_imagers(register: Register) -> None:
+    """Register the eta-phi imager."""
+    register(EtaPhiImager)
