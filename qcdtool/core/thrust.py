@@ -12,24 +12,30 @@ Definitions (standard in e+e- physics; PYTHIA 8's ``Thrust`` class,
 Method. The thrust axis is parallel to ``sum_i eps_i p_i`` for the signs
 ``eps_i = sign(p_i . n_T)``. The search starts from every sign combination of
 the ``leading`` particles of largest ``|p|`` (the first sign fixed, so
-``2**(leading - 1)`` starts) and iterates ``n <- sum_i sign(p_i . n) p_i``,
-which never lowers ``sum_i |p_i . n| / |n|`` and stops at a local maximum,
-then keeps the best start. It is not guaranteed to find the global maximum. Measured against PYTHIA
-8.317's exact ``Thrust`` (all pairs of particles) on 2,000 PYTHIA e+e- -> Z
--> hadrons events at 91.188 GeV, the default ``leading = 8`` found the same
-thrust to 1e-12 in every event; see ``docs/imagers.md``.
+``2**(leading - 1)`` starts), takes one step ``n <- sum_i sign(p_i . n) p_i``
+from each, keeps the ``kept_starts`` longest results and repeats the step
+on those until the signs stop changing. The step never lowers
+``sum_i |p_i . n| / |n|``, so each start ends on a local maximum; the best one
+is kept. It is not guaranteed to be the global maximum. Measured against
+PYTHIA 8.317's exact ``Thrust`` class (which tries every plane through two
+particles) on 10,000 e+e- -> Z -> q qbar events at 91.188 GeV, the defaults
+(8 leading particles, 32 kept starts) gave the same thrust to 1e-12 in 9,998
+parton-level and 9,995 hadron-level events; in the others the thrust was
+lower by at most 4.5e-4 and the axis off by at most 2.9 degrees.
 
-The major axis is exact: in the plane perpendicular to ``n_T`` the best
+The major axis is exact. In the plane perpendicular to ``n_T`` the best
 signs change only where ``m`` crosses the perpendicular of some projected
-momentum ``q_j``, so trying ``m`` perpendicular to every ``q_j``, with both
-signs for ``q_j`` and for the momenta collinear with it, covers every
-candidate (``N`` candidates of ``N`` terms per event).
+momentum ``q_j``. Trying ``m`` perpendicular to every ``q_j``, with both
+signs for ``q_j`` and for the momenta collinear with it, therefore covers
+every candidate (``N`` candidates of ``N`` terms per event).
 
 Orientation. ``n_T`` points into the hemisphere of larger energy, and
 ``m_major`` into the half (split by the plane of ``n_T`` and the minor axis)
-of larger energy. An exact tie goes to the side of the most energetic
-particle off the plane (the first one if several are equal). Every choice
-depends only on the momenta, never on the lab-frame orientation, so rotating
+of larger energy. A particle within a relative ZERO_TOLERANCE of the
+dividing plane counts on neither side. A tie (equal within the same
+tolerance) goes to the side of the most energetic particle off the plane,
+the first one if several are equal. Apart from the fallbacks named in
+:func:`thrust_frame`, every choice depends only on the momenta, so rotating
 an event rotates its frame with it.
 """
 
@@ -107,10 +113,10 @@ def thrust_frame(
 ) -> ThrustFrame:
     """Compute the oriented thrust frame of every event of ``batch``.
 
-    An event without particles gets thrust 0 and the lab axes as its frame;
-    an event whose particles all lie on the thrust axis gets thrust major 0
-    and a lab-dependent major axis, which cannot change any image because
-    every particle has azimuth 0 about the axis.
+    An event without particles gets thrust 0 and the lab z axis as its thrust
+    axis. An event whose particles all lie on the thrust axis gets thrust
+    major 0, ``has_major = False`` and a lab-based major axis; see
+    :meth:`ThrustFrame.with_major_axis_from`.
     """
     axis, thrust = thrust_axes(batch, leading, kept_starts)
     axis = orient_by_energy(batch, axis)
@@ -191,7 +197,7 @@ def thrust_major_axes(
 ) -> tuple[FloatArray, FloatArray, NDArray[np.bool_]]:
     """Return the major axis (n, 3), not yet oriented, the thrust major (n,) and whether it exists (n,).
 
-    ``axis`` holds unit thrust axes. The search is exact; see the module
+    ``axis`` contains unit thrust axes. The search is exact; see the module
     docstring. Where no particle has momentum perpendicular to the axis, the
     major axis is a lab-based perpendicular and the third result is false.
     """
@@ -245,9 +251,9 @@ def orient_by_energy(batch: ParticleBatch, axis: FloatArray) -> FloatArray:
     """Flip each unit axis so that it points into the half-space of larger energy.
 
     A particle whose momentum is perpendicular to the axis up to a relative
-    ZERO_TOLERANCE counts on neither side: such a projection is rounding
-    noise (a lone quark along the thrust axis has a zero projection onto the
-    major axis), and its sign must not decide the orientation.
+    ZERO_TOLERANCE counts on neither side, because such a projection is
+    rounding noise. A lone quark along the thrust axis, for example, has a
+    zero projection onto the major axis, and its sign must not decide.
     """
     entry = batch.entry_index
     n = len(batch)
@@ -269,7 +275,7 @@ def orient_by_energy(batch: ParticleBatch, axis: FloatArray) -> FloatArray:
 
 
 def _sign_combinations(k: int) -> FloatArray:
-    """All (2**(k-1), k) sign vectors with a first entry of +1."""
+    """Return all (2**(k-1), k) sign vectors with a first entry of +1."""
     codes = np.arange(1 << (k - 1), dtype=np.int64)
     bits = (codes[:, None] >> np.arange(k - 1, dtype=np.int64)[None, :]) & 1
     signs = np.ones((len(codes), k))
@@ -281,8 +287,8 @@ def _event_chunks(batch: ParticleBatch, per_particle: int) -> list[IndexArray]:
     """Split the events into groups of similar multiplicity whose padded scratch arrays stay small.
 
     Events are taken in order of multiplicity, so padding to the largest
-    event of a group wastes little; each group stays below CHUNK_ELEMENTS
-    elements of ``per_particle`` values per padded particle.
+    event of a group wastes little. Each group needs fewer than
+    CHUNK_ELEMENTS elements at ``per_particle`` values per padded particle.
     """
     counts = batch.counts
     order = np.argsort(counts, kind="stable")

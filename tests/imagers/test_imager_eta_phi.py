@@ -66,7 +66,7 @@ def transformed_jets(
 def real_offsets(z_jets: tuple[JetBatch, JetBatch]) -> list[list[tuple[float, float, float]]]:
     """Offsets of 200 real hadron jets with at least three constituents, all within 0.9 of the axis.
 
-    Jets near the beam have eta-phi offsets of several units; turning those
+    Jets near the beam have eta-phi offsets of several units. Turning those
     would push delta phi past pi, where it wraps, so they are left out.
     """
     hadron = z_jets[1]

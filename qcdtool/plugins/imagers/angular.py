@@ -4,8 +4,8 @@ Each jet gets an orthonormal frame ``(n, u, v)``: ``n`` is the direction of
 the jet's three-momentum, ``u`` the direction of the principal axis of the
 frame level's constituents (below) and ``v = n x u``. A constituent at polar
 angle ``theta`` from ``n`` and azimuth ``phi`` from ``u`` towards ``v`` has
-the image coordinates ``(theta cos phi, theta sin phi)`` (rows, columns):
-the azimuthal equidistant projection, in which the distance from the centre
+the image coordinates ``(theta cos phi, theta sin phi)`` (rows, columns).
+This is the azimuthal equidistant projection: the distance from the centre
 is the opening angle to the jet axis. Unlike delta eta and delta phi this
 is well defined for a jet at any polar angle, including along the beam.
 
@@ -44,6 +44,7 @@ from qcdtool.core.images import (
     MIN_SIZE,
     ChannelScheme,
     FrameLevel,
+    PlaneRotation,
     Points,
     charge_channels,
     fractions_of_sum,
@@ -51,9 +52,9 @@ from qcdtool.core.images import (
     paired_reflection,
     perpendicular_unit_vectors,
     pixelize,
-    polar_angles,
     principal_axis_rotation,
     reflect_points,
+    rotate_points,
     subtract_centroid,
     symmetric_axis,
     unit_vectors,
@@ -115,13 +116,23 @@ def angular_coordinates(
 ) -> tuple[FloatArray, FloatArray]:
     """Return ``(theta cos phi, theta sin phi)`` of each constituent in its jet's frame ``(n, u, n x u)``.
 
-    ``n`` and ``u`` have one orthonormal pair of unit vectors per jet, shape (jets, 3).
+    ``n`` and ``u`` have one orthonormal pair of unit vectors per jet, shape
+    (jets, 3). With ``p_u``, ``p_v`` the momentum components along ``u`` and
+    ``v`` and ``p_t = sqrt(p_u^2 + p_v^2)``: ``theta = atan2(p_t, p . n)`` and
+    ``theta cos phi = theta p_u / p_t``, which needs no unit vectors and no
+    trigonometry beyond one arctangent. A constituent on the axis maps to
+    the origin.
     """
-    entry = constituents.entry_index
-    d = unit_vectors(constituents.px, constituents.py, constituents.pz)
+    c = constituents
+    entry = c.entry_index
     v = np.cross(n, u)
-    theta, phi = polar_angles(d, n[entry], u[entry], v[entry])
-    return theta * np.cos(phi), theta * np.sin(phi)
+    p_n = c.px * n[entry, 0] + c.py * n[entry, 1] + c.pz * n[entry, 2]
+    p_u = c.px * u[entry, 0] + c.py * u[entry, 1] + c.pz * u[entry, 2]
+    p_v = c.px * v[entry, 0] + c.py * v[entry, 1] + c.pz * v[entry, 2]
+    p_t = np.sqrt(p_u * p_u + p_v * p_v)
+    theta = np.arctan2(p_t, p_n)
+    scale = theta / np.where(p_t > 0.0, p_t, 1.0)
+    return p_u * scale, p_v * scale
 
 
 def project_onto_plane(u: FloatArray, n: FloatArray) -> FloatArray:
@@ -181,28 +192,33 @@ class AngularImager(Imager):
         frame_level = params.frame_from
         other_level = "parton" if frame_level == "hadron" else "hadron"
 
-        # 1. Jet axes, and a first, lab-based u per jet.
+        # 1. Jet axes, a first, lab-based frame (u, v) per jet, and the points in it.
         n = {level: unit_vectors(*j.axis[:, :3].T) for level, j in jets.items()}
         u_lab = {level: perpendicular_unit_vectors(n[level]) for level in jets}
+        v_lab = {level: np.cross(n[level], u_lab[level]) for level in jets}
+        lab_points = {level: self._points(j, n[level], u_lab[level]) for level, j in jets.items()}
 
-        # 2. Each level's principal axis, turned into a 3D direction u.
-        u_own: dict[str, FloatArray] = {}
-        defined: dict[str, NDArray[np.bool_]] = {}
-        for level, j in jets.items():
-            rotation = principal_axis_rotation(self._points(j, n[level], u_lab[level]), tolerance)
-            v_lab = np.cross(n[level], u_lab[level])
-            u_own[level] = rotation.cos[:, None] * u_lab[level] + rotation.sin[:, None] * v_lab
-            defined[level] = rotation.defined
-
-        # 3. The frame level's u, carried over to the other level's axis; a level's own u
-        #    where the frame level has all its constituents on the axis.
-        u = {
-            level: np.where(
-                defined[frame_level][:, None], project_onto_plane(u_own[frame_level], n[level]), u_own[level]
-            )
+        # 2. Each level's principal axis as a 3D direction u.
+        rotation = {level: principal_axis_rotation(lab_points[level], tolerance) for level in jets}
+        u_own = {
+            level: rotation[level].cos[:, None] * u_lab[level] + rotation[level].sin[:, None] * v_lab[level]
             for level in jets
         }
-        points = {level: self._points(j, n[level], u[level]) for level, j in jets.items()}
+
+        # 3. The frame level's u, carried over to the other level's axis (a level's own
+        #    u where the frame level has all its constituents on the axis). Turning
+        #    the lab-frame points by the angle from u_lab to that u gives the image.
+        frame_defined = rotation[frame_level].defined
+        points: dict[str, Points] = {}
+        for level in jets:
+            carried = project_onto_plane(u_own[frame_level], n[level])
+            u = np.where(frame_defined[:, None], carried, u_own[level])
+            turn = PlaneRotation(
+                cos=np.einsum("ij,ij->i", u, u_lab[level]),
+                sin=np.einsum("ij,ij->i", u, v_lab[level]),
+                defined=frame_defined | rotation[level].defined,
+            )
+            points[level] = rotate_points(lab_points[level], turn)
 
         # 4. Reflection from the frame level, applied to both levels.
         if params.flip:

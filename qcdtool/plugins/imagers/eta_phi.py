@@ -4,14 +4,14 @@ Rows are ``delta eta = eta_i - eta_jet`` (pseudorapidity), columns
 ``delta phi = wrap_phi(phi_i - phi_jet)`` in (-pi, pi], both on a
 ``size`` x ``size`` grid over ``[-extent, extent]``. The image is invariant
 under rotations of the event about the beam (z) axis, because it uses only
-differences of phi; it is not invariant under other 3D rotations, which
-change delta eta and delta phi. A jet along the beam axis has no
+differences of phi. Other 3D rotations change delta eta and delta phi, and
+so the image. A jet along the beam axis has no
 pseudorapidity, so all its weight counts as dropped.
 
-Steps, all before pixelization: coordinates about the jet axis, then
-optionally the weighted centroid moved to the origin (``center``), the
-principal axis turned onto the delta eta axis (``rotate``) and the heaviest
-quadrant reflected to positive delta eta and delta phi (``flip``). Rotation
+Before pixelization the coordinates about the jet axis may be changed in
+three steps. ``center`` moves the weighted centroid to the origin,
+``rotate`` turns the principal axis onto the delta eta axis, and ``flip``
+reflects the heaviest quadrant to positive delta eta and delta phi. Rotation
 and reflection are taken from the ``frame_from`` level and applied to both
 levels, so that the two images of an event stay comparable.
 """
@@ -111,25 +111,37 @@ class EtaPhiParams(PluginParams):
 
 
 def eta_phi_coordinates(jets: JetBatch) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Return (delta eta, delta phi) of every constituent about its jet's axis, delta phi in (-pi, pi]."""
+    """Return (delta eta, delta phi) of every constituent about its jet's axis, delta phi in (-pi, pi].
+
+    Delta phi is the signed angle from the axis to the constituent in the
+    transverse plane, ``atan2(a x p, a . p)``, which needs no 2 pi wrap and
+    keeps full precision near +-pi; ``wrap_phi`` then maps an exact -pi to +pi.
+    An empty jet has a zero axis and a jet along the beam an infinite eta:
+    both give NaN offsets, which pixelize counts as dropped.
+    """
     c = jets.constituents
     entry = c.entry_index
-    # An empty jet has a zero axis and a jet along the beam an infinite eta: both give
-    # NaN offsets, which pixelize counts as dropped.
+    ax, ay, az = (jets.axis[:, k] for k in range(3))
+
+    # sqrt(x^2 + y^2) in place of np.hypot, which is about 10 times slower (numpy 2.4);
+    # momenta in GeV cannot overflow.
     with np.errstate(invalid="ignore", divide="ignore"):
-        axis_eta = kinematics.eta(jets.axis[:, 0], jets.axis[:, 1], jets.axis[:, 2])
-        delta_eta = c.eta - axis_eta[entry]
-    axis_phi = kinematics.phi(jets.axis[:, 0], jets.axis[:, 1])
-    delta_phi = kinematics.wrap_phi(c.phi - axis_phi[entry])
+        eta = np.arcsinh(c.pz / np.sqrt(c.px * c.px + c.py * c.py))
+        axis_eta = np.arcsinh(az / np.sqrt(ax * ax + ay * ay))
+        delta_eta = eta - axis_eta[entry]
+
+    ax, ay = ax[entry], ay[entry]
+    delta_phi = kinematics.wrap_phi(np.arctan2(ax * c.py - ay * c.px, ax * c.px + ay * c.py))
     return delta_eta, delta_phi
 
 
 def constituent_intensity(constituents: ParticleBatch, intensity: JetIntensity) -> NDArray[np.float64]:
     """Return the intensity of each constituent: a fraction of its jet's sum, or its energy."""
+    c = constituents
     if intensity == "energy":
-        return constituents.E.copy()
-    value = constituents.pt if intensity == "pt-fraction" else constituents.E
-    return fractions_of_sum(value, constituents.entry_index, len(constituents))
+        return c.E.copy()
+    value = np.sqrt(c.px * c.px + c.py * c.py) if intensity == "pt-fraction" else c.E
+    return fractions_of_sum(value, c.entry_index, len(c))
 
 
 class EtaPhiImager(Imager):

@@ -1,12 +1,14 @@
 """The ``event`` imager: every final-state particle of an event, in the event's thrust frame.
 
-Frame. The thrust axis ``n_T`` of the ``frame_from`` level, pointing into
-the more energetic hemisphere, the thrust-major axis ``m`` (perpendicular to
-``n_T``, pointing into the more energetic half) and the minor axis
-``k = n_T x m``; see :mod:`qcdtool.core.thrust` for the method and its
-measured accuracy. The other level is drawn in the same frame, so that the
-two images of an event are comparable; ``hadron`` (the default) suits
-inverse models, which only see hadrons.
+Frame. The frame consists of the thrust axis ``n_T`` of the ``frame_from``
+level, pointing into the more energetic hemisphere, the thrust-major axis
+``m`` (perpendicular to ``n_T``, pointing into the more energetic half) and
+the minor axis ``k = n_T x m``. :mod:`qcdtool.core.thrust` describes the
+method and its measured accuracy. The other level is drawn in the same
+frame, so that the two images of an event are comparable. The default,
+``hadron``, suits inverse models, which only see hadrons. Where the frame level has no
+momentum perpendicular to the thrust axis (two back-to-back partons), the
+major axis comes from the other level's particles about the same axis.
 
 Channels. One per hemisphere: ``forward`` holds the particles with
 ``p . n_T > 0``, ``backward`` the rest. With ``channels = "charged-neutral"``
@@ -146,7 +148,7 @@ class EventImager(Imager):
         self.n_charge_channels = len(charge_names)
 
     def axes(self) -> tuple[Axis, Axis]:
-        """The row and column axes of the image grid."""
+        """Return the row and column axes of the image grid."""
         size, extent = self.params.size, self.params.extent
         if self.params.coordinates == "angle-azimuth":
             return Axis(0.0, extent, size), Axis(-math.pi, math.pi, size, periodic=True)
