@@ -317,7 +317,7 @@ def generate_dataset(
             raise
     shutil.rmtree(folder)
     skipped = sum(value for key, value in counters.items() if key.startswith("skipped_"))
-    log.info("wrote %s: %d events, counters %s", path, rows, counters)
+    log.debug("wrote %s: %d events, counters %s", path, rows, counters)
     return path, f"{path.name}: {rows} events written, {skipped} skipped ({_counter_text(counters)})"
 
 
@@ -402,5 +402,5 @@ def _create_writer(
 def generate_stage(context: StageContext) -> str:
     """The pipeline's generate stage: make or resume the run's dataset.h5."""
     options = GenerateOptions(workers=context.options.workers, resume=True, verbosity=context.verbosity)
-    _, summary = generate_dataset(context.spec, options)
+    _, summary = generate_dataset(context.spec, options, context.on_progress)
     return summary

@@ -161,9 +161,7 @@ class Points:
         n = len(self.row)
         for name in ("col", "weight", "image"):
             if len(getattr(self, name)) != n:
-                raise ValueError(
-                    f"points column {name!r} has {len(getattr(self, name))} entries, row has {n}"
-                )
+                raise ValueError(f"points column {name!r} has {len(getattr(self, name))} entries, row has {n}")
         if self.channel is not None and len(self.channel) != n:
             raise ValueError(f"points column 'channel' has {len(self.channel)} entries, row has {n}")
 
@@ -180,9 +178,7 @@ class Points:
         return self.sum_per_image(self.weight)
 
 
-def charge_channels(
-    charge: NDArray[np.floating], scheme: ChannelScheme
-) -> tuple[IndexArray, tuple[str, ...]]:
+def charge_channels(charge: NDArray[np.floating], scheme: ChannelScheme) -> tuple[IndexArray, tuple[str, ...]]:
     """Return the channel of each particle and the channel names for ``scheme``."""
     if scheme == "all":
         return np.zeros(len(charge), dtype=np.int64), ("all",)
@@ -379,9 +375,7 @@ def heaviest_point(points: Points, eligible: NDArray[np.bool_]) -> IndexArray:
     return argmax_per_group(points.weight, points.image, points.n_images, eligible)
 
 
-def argmax_per_group(
-    values: FloatArray, group: IndexArray, n_groups: int, eligible: NDArray[np.bool_]
-) -> IndexArray:
+def argmax_per_group(values: FloatArray, group: IndexArray, n_groups: int, eligible: NDArray[np.bool_]) -> IndexArray:
     """Return, per group, the index of the eligible entry with the largest value, -1 if none.
 
     Ties go to the entry with the lowest index, so the result does not depend
@@ -438,9 +432,9 @@ def pixelize(points: Points, rows: Axis, cols: Axis, chunk_pixels: int = DEFAULT
     c = bin_index(points.col, cols)
     inside = (r >= 0) & (c >= 0)
     outside = ~inside
-    dropped = np.bincount(
-        points.image[outside], weights=points.weight[outside], minlength=points.n_images
-    ).astype(np.float64, copy=False)
+    dropped = np.bincount(points.image[outside], weights=points.weight[outside], minlength=points.n_images).astype(
+        np.float64, copy=False
+    )
 
     # 2. Flat pixel index within the image, points grouped by image.
     image = points.image[inside]

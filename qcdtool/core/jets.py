@@ -280,8 +280,10 @@ def cluster_jets(particles: ParticleBatch, settings: JetSettings) -> EventJets:
     # 5. Jet four-momenta: sums over the constituents (E scheme).
     jet_event = np.repeat(np.arange(n_events, dtype=np.int64), jet_counts)
     flat = particles.offsets[jet_event[owner]] + constituents
-    sums = {
-        name: np.bincount(owner, weights=getattr(particles, name)[flat], minlength=len(constituent_counts))
+    sums: dict[str, FloatArray] = {
+        name: np.bincount(owner, weights=getattr(particles, name)[flat], minlength=len(constituent_counts)).astype(
+            np.float64, copy=False
+        )
         for name in _FOUR_MOMENTUM
     }
     return EventJets(

@@ -42,6 +42,8 @@ class StageContext:
     options: RunOptions
     run_dir: Path
     verbosity: int = 0
+    #: Called with (done, total) as a long stage advances; the CLI draws a progress bar.
+    on_progress: Callable[[int, int], None] | None = None
 
 
 @dataclass(frozen=True)

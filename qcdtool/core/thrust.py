@@ -192,9 +192,7 @@ def thrust_axes(
     return axis, thrust
 
 
-def thrust_major_axes(
-    batch: ParticleBatch, axis: FloatArray
-) -> tuple[FloatArray, FloatArray, NDArray[np.bool_]]:
+def thrust_major_axes(batch: ParticleBatch, axis: FloatArray) -> tuple[FloatArray, FloatArray, NDArray[np.bool_]]:
     """Return the major axis (n, 3), not yet oriented, the thrust major (n,) and whether it exists (n,).
 
     ``axis`` contains unit thrust axes. The search is exact; see the module
@@ -241,9 +239,7 @@ def thrust_major_axes(
 
         # 4. T_major = sum_i |q_i . m| / sum_i |p_i|.
         value = np.abs(np.einsum("enc,ec->en", q, major_axis[events])).sum(axis=1)
-        thrust_major[events] = np.where(
-            p_abs_sum > 0.0, value / np.where(p_abs_sum > 0.0, p_abs_sum, 1.0), 0.0
-        )
+        thrust_major[events] = np.where(p_abs_sum > 0.0, value / np.where(p_abs_sum > 0.0, p_abs_sum, 1.0), 0.0)
     return major_axis, thrust_major, has_major
 
 
@@ -298,10 +294,7 @@ def _event_chunks(batch: ParticleBatch, per_particle: int) -> list[IndexArray]:
         # The group's largest multiplicity is at most that of the last event it may reach.
         largest = max(1, int(counts[order[min(start + 1, len(order)) - 1]]))
         size = max(1, CHUNK_ELEMENTS // (largest * max(1, per_particle)))
-        while (
-            size > 1
-            and int(counts[order[min(start + size, len(order)) - 1]]) * size * per_particle > CHUNK_ELEMENTS
-        ):
+        while size > 1 and int(counts[order[min(start + size, len(order)) - 1]]) * size * per_particle > CHUNK_ELEMENTS:
             size //= 2
         chunks.append(order[start : start + size])
         start += size

@@ -180,3 +180,12 @@ def test_init_keeps_existing_file(tmp_path: Path, run_cli: Callable[..., Result]
     result = run_cli("spec", "init", "--output", str(spec))
     assert result.exit_code == 2
     assert spec.read_text() == "# my own work\n"
+
+
+def test_example_quickstart_is_template() -> None:
+    from importlib import resources
+
+    from tests.conftest import REPO_ROOT
+
+    template = resources.files("qcdtool.templates").joinpath("quickstart.toml").read_text(encoding="utf-8")
+    assert (REPO_ROOT / "examples" / "quickstart.toml").read_text(encoding="utf-8") == template

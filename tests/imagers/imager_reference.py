@@ -49,9 +49,7 @@ def generate_events(n_events: int, seed: int) -> tuple[ParticleBatch, ParticleBa
     # |status| >= 71 and are final (status > 0) or have a daughter at or past it.
     index = ak.local_index(record.id, axis=1)
     first_hadronization = ak.fill_none(ak.argmax(abs(record.status) >= 71, axis=1, keepdims=True), 0)
-    parton_mask = (index < first_hadronization) & (
-        (record.status > 0) | (record.daughter1 >= first_hadronization)
-    )
+    parton_mask = (index < first_hadronization) & ((record.status > 0) | (record.daughter1 >= first_hadronization))
     absolute_id = abs(record.id)
     neutrino = (absolute_id == 12) | (absolute_id == 14) | (absolute_id == 16)
     hadron_mask = (record.status > 0) & ~neutrino
@@ -103,9 +101,7 @@ def cone_jets(events: ParticleBatch, seeds: NDArray[np.float64], radius: float) 
     return JetBatch(axis=constituents.sum_four_momentum(), constituents=constituents)
 
 
-def leading_directions(
-    events: ParticleBatch, exclude: NDArray[np.bool_] | None = None
-) -> NDArray[np.float64]:
+def leading_directions(events: ParticleBatch, exclude: NDArray[np.bool_] | None = None) -> NDArray[np.float64]:
     """Return the three-momentum of the most energetic particle of each event (not excluded)."""
     energy = np.where(exclude, -np.inf, events.E) if exclude is not None else events.E
     entry = events.entry_index
@@ -123,9 +119,7 @@ def paired_jets(parton: ParticleBatch, hadron: ParticleBatch, radius: float) -> 
     axis = hadron_jets.axis[:, :3]
     entry = parton.entry_index
     p = np.stack([parton.px, parton.py, parton.pz], axis=1)
-    cosine = np.einsum("ij,ij->i", p, axis[entry]) / (
-        np.linalg.norm(p, axis=1) * np.linalg.norm(axis[entry], axis=1)
-    )
+    cosine = np.einsum("ij,ij->i", p, axis[entry]) / (np.linalg.norm(p, axis=1) * np.linalg.norm(axis[entry], axis=1))
     nearest = leading_directions(
         ParticleBatch(
             px=parton.px,
@@ -221,9 +215,7 @@ def particle_batch(entries: list[list[tuple[float, float, float, float, float]]]
     )
 
 
-def massless(
-    pt: float, eta: float, phi: float, charge: float = 1.0
-) -> tuple[float, float, float, float, float]:
+def massless(pt: float, eta: float, phi: float, charge: float = 1.0) -> tuple[float, float, float, float, float]:
     """Return (px, py, pz, E, charge) of a massless particle."""
     px, py, pz = pt * math.cos(phi), pt * math.sin(phi), pt * math.sinh(eta)
     return px, py, pz, math.sqrt(px * px + py * py + pz * pz), charge

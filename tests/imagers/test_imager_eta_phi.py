@@ -41,8 +41,7 @@ def offsets_of(jets: JetBatch) -> list[list[tuple[float, float, float]]]:
     pt = jets.constituents.pt
     c = jets.constituents
     return [
-        [(pt[i], delta_eta[i], delta_phi[i]) for i in range(c.offsets[j], c.offsets[j + 1])]
-        for j in range(len(jets))
+        [(pt[i], delta_eta[i], delta_phi[i]) for i in range(c.offsets[j], c.offsets[j + 1])] for j in range(len(jets))
     ]
 
 
@@ -159,9 +158,7 @@ def test_outside_window_dropped_not_clamped() -> None:
 
 
 def test_empty_jet_gives_empty_image() -> None:
-    constituents = ParticleBatch.concatenate(
-        [particle_batch([[massless(3.0, 0.0, 0.0)]]), ParticleBatch.empty()]
-    )
+    constituents = ParticleBatch.concatenate([particle_batch([[massless(3.0, 0.0, 0.0)]]), ParticleBatch.empty()])
     batch = ParticleBatch(
         px=constituents.px,
         py=constituents.py,
@@ -223,14 +220,10 @@ def test_invariant_under_phi_rotation(z_jets: tuple[JetBatch, JetBatch], angle: 
 
 
 @pytest.mark.parametrize("angle", [0.4, 1.9, -2.6])
-def test_rotate_removes_plane_rotation(
-    real_offsets: list[list[tuple[float, float, float]]], angle: float
-) -> None:
+def test_rotate_removes_plane_rotation(real_offsets: list[list[tuple[float, float, float]]], angle: float) -> None:
     original = transformed_jets(real_offsets, 0.0, (1, 1))
     turned = transformed_jets(real_offsets, angle, (1, 1))
-    np.testing.assert_allclose(
-        render(turned, rotate=True).hadron, render(original, rotate=True).hadron, atol=1e-6
-    )
+    np.testing.assert_allclose(render(turned, rotate=True).hadron, render(original, rotate=True).hadron, atol=1e-6)
 
 
 def test_without_rotate_plane_rotation_shows(real_offsets: list[list[tuple[float, float, float]]]) -> None:
@@ -245,15 +238,11 @@ def test_flip_removes_reflections(
 ) -> None:
     original = transformed_jets(real_offsets, 0.0, (1, 1))
     mirrored = transformed_jets(real_offsets, 0.0, mirror)
-    np.testing.assert_allclose(
-        render(mirrored, flip=True).hadron, render(original, flip=True).hadron, atol=1e-6
-    )
+    np.testing.assert_allclose(render(mirrored, flip=True).hadron, render(original, flip=True).hadron, atol=1e-6)
 
 
 def test_flip_heaviest_quadrant_positive() -> None:
-    jets = jets_about_origin(
-        [[massless(1.0, -0.3, -0.4), massless(3.0, -0.2, 0.3), massless(1.5, 0.35, 0.1)]]
-    )
+    jets = jets_about_origin([[massless(1.0, -0.3, -0.4), massless(3.0, -0.2, 0.3), massless(1.5, 0.35, 0.1)]])
     image = render(jets, flip=True, size=15).hadron[0, 0]
     # The (-0.2, +0.3) constituent, the heaviest quadrant, moves to (+0.2, +0.3).
     assert image[9, 10] == pytest.approx(3.0 / 5.5, rel=1e-6)

@@ -51,12 +51,8 @@ def test_three_particles_plane() -> None:
     images = render(event, event, coordinates="plane").hadron[0]
     pixel = 31 / math.pi  # pixels per radian over [-pi/2, pi/2]
     assert images[1, 15, 15] == pytest.approx(40.0 / E_TOTAL, rel=1e-6)
-    assert images[0, math.floor((THETA_23 + math.pi / 2) * pixel), 15] == pytest.approx(
-        E23 / E_TOTAL, rel=1e-6
-    )
-    assert images[0, math.floor((-THETA_23 + math.pi / 2) * pixel), 15] == pytest.approx(
-        E23 / E_TOTAL, rel=1e-6
-    )
+    assert images[0, math.floor((THETA_23 + math.pi / 2) * pixel), 15] == pytest.approx(E23 / E_TOTAL, rel=1e-6)
+    assert images[0, math.floor((-THETA_23 + math.pi / 2) * pixel), 15] == pytest.approx(E23 / E_TOTAL, rel=1e-6)
 
 
 def test_three_particles_thrust_stored() -> None:
@@ -115,9 +111,7 @@ def test_normalize_sums_to_one(z_events: tuple[ParticleBatch, ParticleBatch]) ->
 
 
 @pytest.mark.parametrize("coordinates", ["angle-azimuth", "plane"])
-def test_charge_channels_sum_to_hemispheres(
-    z_events: tuple[ParticleBatch, ParticleBatch], coordinates: str
-) -> None:
+def test_charge_channels_sum_to_hemispheres(z_events: tuple[ParticleBatch, ParticleBatch], coordinates: str) -> None:
     parton, hadron = z_events
     one = render(parton, hadron, coordinates=coordinates)
     two = render(parton, hadron, coordinates=coordinates, channels="charged-neutral")

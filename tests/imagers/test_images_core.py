@@ -296,9 +296,7 @@ def test_reflection_moves_heaviest_quadrant() -> None:
 @pytest.mark.parametrize(("row_sign", "col_sign"), [(-1.0, 1.0), (1.0, -1.0), (-1.0, -1.0)])
 def test_reflection_invariant_under_mirror(row_sign: float, col_sign: float) -> None:
     p = random_points(20, 9, seed=8)
-    mirrored = Points(
-        row=row_sign * p.row, col=col_sign * p.col, weight=p.weight, image=p.image, n_images=p.n_images
-    )
+    mirrored = Points(row=row_sign * p.row, col=col_sign * p.col, weight=p.weight, image=p.image, n_images=p.n_images)
     a = reflect_points(p, heaviest_quadrant_reflection(p, 1e-9))
     b = reflect_points(mirrored, heaviest_quadrant_reflection(mirrored, 1e-9))
     np.testing.assert_array_equal(b.row, a.row)

@@ -44,9 +44,7 @@ def test_thrust_three_particles_exact() -> None:
 
 
 def test_thrust_planar_minor_zero() -> None:
-    batch = particle_batch(
-        [[(1.0, 0.0, 0.0, 1.0, 0.0), (-0.6, 0.8, 0.0, 1.0, 0.0), (-0.4, -0.8, 0.0, 0.9, 0.0)]]
-    )
+    batch = particle_batch([[(1.0, 0.0, 0.0, 1.0, 0.0), (-0.6, 0.8, 0.0, 1.0, 0.0), (-0.4, -0.8, 0.0, 0.9, 0.0)]])
     frame = thrust_frame(batch)
     assert abs(frame.minor_axis[0, 2]) == pytest.approx(1.0, rel=1e-12)
 
@@ -88,9 +86,7 @@ def test_thrust_axis_points_to_energetic_side(z_events: tuple[ParticleBatch, Par
     hadron = z_events[1]
     frame = thrust_frame(hadron)
     entry = hadron.entry_index
-    along = (
-        hadron.px * frame.axis[entry, 0] + hadron.py * frame.axis[entry, 1] + hadron.pz * frame.axis[entry, 2]
-    )
+    along = hadron.px * frame.axis[entry, 0] + hadron.py * frame.axis[entry, 1] + hadron.pz * frame.axis[entry, 2]
     forward = np.bincount(entry, weights=np.where(along > 0, hadron.E, 0.0), minlength=len(hadron))
     backward = np.bincount(entry, weights=np.where(along < 0, hadron.E, 0.0), minlength=len(hadron))
     assert np.all(forward >= backward)
@@ -99,9 +95,7 @@ def test_thrust_axis_points_to_energetic_side(z_events: tuple[ParticleBatch, Par
 def test_thrust_frame_right_handed(z_events: tuple[ParticleBatch, ParticleBatch]) -> None:
     frame = thrust_frame(z_events[1])
     basis = np.stack([frame.axis, frame.major_axis, frame.minor_axis], axis=1)
-    np.testing.assert_allclose(
-        basis @ basis.transpose(0, 2, 1), np.broadcast_to(np.eye(3), basis.shape), atol=1e-12
-    )
+    np.testing.assert_allclose(basis @ basis.transpose(0, 2, 1), np.broadcast_to(np.eye(3), basis.shape), atol=1e-12)
     np.testing.assert_allclose(np.linalg.det(basis), 1.0, rtol=1e-12)
 
 
@@ -114,6 +108,4 @@ def test_thrust_frame_rotates_with_event(z_events: tuple[ParticleBatch, Particle
         # Events with every particle on the thrust axis have no major axis to rotate.
         has_major = frame.thrust_major > 1e-9
         np.testing.assert_allclose(turned.axis, frame.axis @ rotation.T, atol=1e-9)
-        np.testing.assert_allclose(
-            turned.major_axis[has_major], (frame.major_axis @ rotation.T)[has_major], atol=1e-9
-        )
+        np.testing.assert_allclose(turned.major_axis[has_major], (frame.major_axis @ rotation.T)[has_major], atol=1e-9)

@@ -9,7 +9,7 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from qcdtool.core.cli.base import get_state, verbosity_options
+from qcdtool.core.cli.base import CliState, get_state, verbosity_options
 from qcdtool.core.dataset import LEVELS, Dataset, merge_shards
 from qcdtool.core.generate import GenerateOptions, Shard, generate_dataset
 from qcdtool.core.logs import log_to_file
@@ -28,6 +28,22 @@ class EventRateColumn(TextColumn):
     def render(self, task):  # type: ignore[no-untyped-def]
         speed = task.finished_speed or task.speed
         return super().render(task) if speed is None else f"{speed:,.0f} events/s"
+
+
+def event_progress(state: CliState) -> Progress:
+    """A progress bar for event generation: events done, events/s, elapsed time and ETA."""
+    return Progress(
+        TextColumn("generating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        EventRateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=state.err,
+        transient=False,
+        disable=state.verbosity < 0,
+    )
 
 
 @click.command("generate")
@@ -77,18 +93,7 @@ def generate(
     options = GenerateOptions(
         n_events=events, workers=workers, shard=shard, resume=resume, output=output, verbosity=state.verbosity
     )
-    progress = Progress(
-        TextColumn("generating"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        EventRateColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=state.err,
-        transient=False,
-        disable=state.verbosity < 0,
-    )
+    progress = event_progress(state)
     task = progress.add_task("events", total=None)
 
     def on_progress(done: int, total: int) -> None:

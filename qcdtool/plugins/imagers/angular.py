@@ -87,9 +87,7 @@ class AngularParams(PluginParams):
         None,
         gt=0.0,
         le=math.pi,
-        description=(
-            "Half-width of the window as an angle from the jet axis (rad); unset means the jet radius."
-        ),
+        description=("Half-width of the window as an angle from the jet axis (rad); unset means the jet radius."),
     )
     intensity: EnergyIntensity = Field(
         "energy-fraction",
@@ -99,9 +97,7 @@ class AngularParams(PluginParams):
         "axis",
         description="Image centre: the jet axis, or the energy-weighted centroid of the projected points.",
     )
-    flip: bool = Field(
-        False, description="Reflect the heaviest quadrant to positive row and column coordinates."
-    )
+    flip: bool = Field(False, description="Reflect the heaviest quadrant to positive row and column coordinates.")
     normalize: bool = Field(False, description="Scale each image so that its pixels sum to one.")
     channels: ChannelScheme = Field(
         "all", description="One channel (all), or two: charged then neutral constituents (charged-neutral)."
@@ -111,9 +107,7 @@ class AngularParams(PluginParams):
     )
 
 
-def angular_coordinates(
-    constituents: ParticleBatch, n: FloatArray, u: FloatArray
-) -> tuple[FloatArray, FloatArray]:
+def angular_coordinates(constituents: ParticleBatch, n: FloatArray, u: FloatArray) -> tuple[FloatArray, FloatArray]:
     """Return ``(theta cos phi, theta sin phi)`` of each constituent in its jet's frame ``(n, u, n x u)``.
 
     ``n`` and ``u`` have one orthonormal pair of unit vectors per jet, shape

@@ -94,12 +94,8 @@ class EtaPhiParams(PluginParams):
         "axis",
         description="Image centre: the jet axis, or the intensity-weighted centroid of the constituents.",
     )
-    rotate: bool = Field(
-        False, description="Turn the intensity-weighted principal axis onto the delta eta (row) axis."
-    )
-    flip: bool = Field(
-        False, description="Reflect the heaviest quadrant to positive delta eta and positive delta phi."
-    )
+    rotate: bool = Field(False, description="Turn the intensity-weighted principal axis onto the delta eta (row) axis.")
+    flip: bool = Field(False, description="Reflect the heaviest quadrant to positive delta eta and positive delta phi.")
     normalize: bool = Field(False, description="Scale each image so that its pixels sum to one.")
     channels: ChannelScheme = Field(
         "all", description="One channel (all), or two: charged then neutral constituents (charged-neutral)."
@@ -148,9 +144,7 @@ class EtaPhiImager(Imager):
     """Draws each jet in (delta eta, delta phi) about its axis."""
 
     name: ClassVar[str] = "eta-phi"
-    summary: ClassVar[str] = (
-        "Jet images in (delta eta, delta phi) about the jet axis; pT or energy intensity."
-    )
+    summary: ClassVar[str] = "Jet images in (delta eta, delta phi) about the jet axis; pT or energy intensity."
     Params: ClassVar[type[PluginParams]] = EtaPhiParams
     input: ClassVar[ImagerInput] = ImagerInput.JET
 

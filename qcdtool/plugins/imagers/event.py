@@ -94,9 +94,7 @@ class EventParams(PluginParams):
         math.pi / 2,
         gt=0.0,
         le=math.pi / 2,
-        description=(
-            "Largest angle from the hemisphere axis that is drawn (rad); pi/2 draws whole hemispheres."
-        ),
+        description=("Largest angle from the hemisphere axis that is drawn (rad); pi/2 draws whole hemispheres."),
     )
     coordinates: Literal["angle-azimuth", "plane"] = Field(
         "angle-azimuth",
@@ -109,9 +107,7 @@ class EventParams(PluginParams):
         "energy-fraction",
         description="Pixel intensity: energy-fraction (E_i over the event energy) or energy (E_i in GeV).",
     )
-    normalize: bool = Field(
-        False, description="Scale each image (all channels) so that its pixels sum to one."
-    )
+    normalize: bool = Field(False, description="Scale each image (all channels) so that its pixels sum to one.")
     channels: ChannelScheme = Field(
         "all", description="Per hemisphere one channel (all), or two: charged then neutral (charged-neutral)."
     )
@@ -120,9 +116,7 @@ class EventParams(PluginParams):
         DEFAULT_LEADING,
         ge=1,
         le=12,
-        description=(
-            "Number of leading particles whose sign combinations start the thrust search (2**(n-1) starts)."
-        ),
+        description=("Number of leading particles whose sign combinations start the thrust search (2**(n-1) starts)."),
     )
 
 
@@ -157,11 +151,7 @@ class EventImager(Imager):
     def describe(self) -> ImageDescription:
         """Axes, window, units and intensity of the images."""
         rows, cols = self.axes()
-        names = (
-            ("theta", "phi")
-            if self.params.coordinates == "angle-azimuth"
-            else ("theta_cos_phi", "theta_sin_phi")
-        )
+        names = ("theta", "phi") if self.params.coordinates == "angle-azimuth" else ("theta_cos_phi", "theta_sin_phi")
         return ImageDescription(
             axes=names,
             extents=((rows.low, rows.high), (cols.low, cols.high)),

@@ -1,0 +1,1 @@
+"""An example qcdtool plugin package: the ``polar`` jet imager."""
