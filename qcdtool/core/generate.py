@@ -11,6 +11,7 @@ same content as one unsharded run.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import multiprocessing
@@ -48,8 +49,8 @@ from qcdtool.core.spec import RunSpec
 log = logging.getLogger(__name__)
 
 DATASET_FILE = "dataset.h5"
-#: Spec parts that decide a dataset's content.
-DATASET_SPEC_PARTS = ("run", "generator", "jets", "imagers")
+#: Spec tables that decide a dataset's content, besides the run seed.
+DATASET_SPEC_PARTS = ("generator", "jets", "imagers")
 SHARD_PATTERN = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 
 
@@ -103,8 +104,10 @@ def dataset_path(spec: RunSpec, options: GenerateOptions) -> Path:
 
 
 def content_hash(spec: RunSpec, n_events: int | None) -> str:
-    """Hash of everything that decides the dataset's content."""
-    return spec.hash(*DATASET_SPEC_PARTS) + (f":events={n_events}" if n_events is not None else "")
+    """Hash of everything that decides the dataset's content: the seed, generator, jets and imagers."""
+    data = spec.to_dict()
+    selected = {"seed": spec.run.seed, "events": n_events, **{part: data.get(part) for part in DATASET_SPEC_PARTS}}
+    return hashlib.sha256(json.dumps(selected, sort_keys=True).encode()).hexdigest()
 
 
 def jet_settings(spec: RunSpec) -> JetSettings:
