@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from qcdtool.core.add_images import add_images, images_of_spec, plan_images
 from qcdtool.core.capture import redirect_fd1
 from qcdtool.core.contracts import EventBatch, Generator, Imager, ImagerInput, ImageSet, WorkUnit
 from qcdtool.core.dataset import (
@@ -34,7 +35,6 @@ from qcdtool.core.dataset import (
     DatasetWriter,
     JetColumns,
     UnitResult,
-    open_h5,
     parts_dir,
     read_commit,
     read_part,
@@ -105,8 +105,17 @@ def dataset_path(spec: RunSpec, options: GenerateOptions) -> Path:
 
 def content_hash(spec: RunSpec, n_events: int | None) -> str:
     """Hash of everything that decides the dataset's content: the seed, generator, jets and imagers."""
+    return _hash(spec, n_events, DATASET_SPEC_PARTS)
+
+
+def events_hash(spec: RunSpec, n_events: int | None) -> str:
+    """Hash of what decides the events and jets (the content without the images)."""
+    return _hash(spec, n_events, ("generator", "jets"))
+
+
+def _hash(spec: RunSpec, n_events: int | None, parts: tuple[str, ...]) -> str:
     data = spec.to_dict()
-    selected = {"seed": spec.run.seed, "events": n_events, **{part: data.get(part) for part in DATASET_SPEC_PARTS}}
+    selected = {"seed": spec.run.seed, "events": n_events, **{part: data.get(part) for part in parts}}
     return hashlib.sha256(json.dumps(selected, sort_keys=True).encode()).hexdigest()
 
 
@@ -254,13 +263,7 @@ def build_processor(spec: RunSpec) -> UnitProcessor:
     generator = generator_cls(spec.generator.params, context)
     if not isinstance(generator, Generator):
         raise QcdtoolError(f"generator plugin '{spec.generator.plugin}' does not subclass the Generator contract")
-    imagers: dict[str, Imager] = {}
-    for table in spec.imagers:
-        imager = table.info.cls(table.params, context)
-        if not isinstance(imager, Imager):
-            raise QcdtoolError(f"imager plugin '{table.plugin}' does not subclass the Imager contract")
-        imagers[table.label] = imager
-    return UnitProcessor(generator, jet_settings(spec), imagers)
+    return UnitProcessor(generator, jet_settings(spec), images_of_spec(spec))
 
 
 def generate_dataset(
@@ -286,9 +289,7 @@ def generate_dataset(
     log_path.parent.mkdir(parents=True, exist_ok=True)
 
     if path.exists():
-        _check_existing(path, digest)
-        with Dataset(path) as dataset:
-            return path, f"{path.name} is current ({len(dataset)} events); nothing to do"
+        return path, _reuse_existing(path, spec, processor, options, on_progress)
     _prepare_parts(folder, digest, options.resume)
 
     # PYTHIA and fastjet write to file descriptor 1; send that to the log
@@ -324,13 +325,25 @@ def generate_dataset(
     return path, f"{path.name}: {rows} events written, {skipped} skipped ({_counter_text(counters)})"
 
 
-def _check_existing(path: Path, digest: str) -> None:
-    with open_h5(path) as file:
-        if file.attrs.get("spec_hash") != digest:
+def _reuse_existing(
+    path: Path,
+    spec: RunSpec,
+    processor: UnitProcessor,
+    options: GenerateOptions,
+    on_progress: Callable[[int, int], None] | None,
+) -> str:
+    """Use a dataset that exists: current as it is, or missing only some of the spec's images."""
+    with Dataset(path) as dataset:
+        if dataset.attrs.get("events_hash") != events_hash(spec, options.n_events):
             raise DatasetError(
-                f"{path} exists and was made from a different spec or event count; remove it or choose "
-                "another [run] name or --output"
+                f"{path} exists and holds events of a different spec (seed, generator, jets or event count "
+                "differ); remove it or choose another [run] name or --output"
             )
+        plan = plan_images(dataset, processor.imagers)
+        n_events = len(dataset)
+    if not plan.missing and not plan.different:
+        return f"{path.name} is current ({n_events} events); nothing to do"
+    return add_images(path, spec, processor.imagers, force=False, on_progress=on_progress)
 
 
 def _prepare_parts(folder: Path, digest: str, resume: bool) -> None:
@@ -390,6 +403,7 @@ def _create_writer(
     attrs: dict[str, Any] = {
         "spec": spec.to_toml(),
         "spec_hash": digest,
+        "events_hash": events_hash(spec, options.n_events),
         "seed": spec.run.seed,
         "generator": json.dumps({"plugin": spec.generator.plugin, **processor.generator.metadata()}, sort_keys=True),
         "shard": str(options.shard) if options.shard else "",

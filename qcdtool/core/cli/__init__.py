@@ -9,7 +9,7 @@ from rich.table import Table
 
 from qcdtool import __version__
 from qcdtool.core.cli.base import QcdtoolGroup, get_state, verbosity_options
-from qcdtool.core.cli.data_cmd import event_progress, generate, inspect, merge
+from qcdtool.core.cli.data_cmd import event_progress, generate, images, inspect, merge
 from qcdtool.core.cli.plugins_cmd import plugins_group
 from qcdtool.core.cli.spec_cmd import spec_group
 from qcdtool.core.logs import log_to_file
@@ -32,6 +32,7 @@ cli.add_command(spec_group)
 cli.add_command(generate)
 cli.add_command(merge)
 cli.add_command(inspect)
+cli.add_command(images)
 
 
 @cli.command("run")

@@ -9,11 +9,14 @@ import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from qcdtool.core.add_images import add_images, images_of_spec
 from qcdtool.core.cli.base import CliState, get_state, verbosity_options
 from qcdtool.core.dataset import LEVELS, Dataset, merge_shards
+from qcdtool.core.errors import QcdtoolError
 from qcdtool.core.generate import GenerateOptions, Shard, generate_dataset
 from qcdtool.core.logs import log_to_file
 from qcdtool.core.pipeline import LOG_FILE
+from qcdtool.core.plots import show_images
 from qcdtool.core.spec import load_spec
 
 FLAVOUR_NAMES = {1: "d", 2: "u", 3: "s", 4: "c", 5: "b"}
@@ -30,10 +33,10 @@ class EventRateColumn(TextColumn):
         return super().render(task) if speed is None else f"{speed:,.0f} events/s"
 
 
-def event_progress(state: CliState) -> Progress:
-    """A progress bar for event generation: events done, events/s, elapsed time and ETA."""
+def event_progress(state: CliState, action: str = "generating") -> Progress:
+    """A progress bar over events: events done, events/s, elapsed time and ETA."""
     return Progress(
-        TextColumn("generating"),
+        TextColumn(action),
         BarColumn(),
         MofNCompleteColumn(),
         EventRateColumn(),
@@ -221,3 +224,90 @@ def _multiplicities(dataset: Dataset, level: str, rows_per_read: int = 1 << 16) 
         total += len(particles.charge)
         charged += int(np.count_nonzero(particles.charge))
     return total / n, charged / n
+
+
+@click.command("images")
+@click.argument("target", metavar="SPEC-OR-DATASET", type=click.Path(path_type=Path))
+@click.option("--add", is_flag=True, help="Draw the spec's imagers that the dataset lacks and add their images.")
+@click.option(
+    "--spec",
+    "spec_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Spec whose [[imagers]] --add draws, when the target is a dataset file.",
+)
+@click.option("--force", is_flag=True, help="With --add: replace images made with other parameters.")
+@click.option(
+    "--show",
+    "show_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Draw image pairs and mean images of one imager to this picture file (.png or .pdf).",
+)
+@click.option("--imager", "label", default=None, help="Label of the imager to draw with --show.")
+@click.option(
+    "--configurations",
+    type=click.IntRange(min=1, max=20),
+    default=3,
+    show_default=True,
+    help="Number of parton configurations drawn with --show.",
+)
+@click.option(
+    "--samples",
+    type=click.IntRange(min=1, max=12),
+    default=3,
+    show_default=True,
+    help="Hadron-level images drawn per configuration with --show.",
+)
+@verbosity_options
+def images(
+    target: Path,
+    add: bool,
+    spec_path: Path | None,
+    force: bool,
+    show_path: Path | None,
+    label: str | None,
+    configurations: int,
+    samples: int,
+) -> None:
+    """Add images to a dataset without generating events again, or draw them.
+
+    SPEC-OR-DATASET is a spec (its run folder's dataset.h5 is used) or a
+    dataset file (then --add needs --spec).
+    """
+    state = get_state()
+    if not add and show_path is None:
+        raise QcdtoolError("nothing to do: pass --add to add images, or --show FILE to draw them")
+    spec = None
+    if target.suffix == ".toml":
+        spec = load_spec(target, state.registry)
+        dataset_file = spec.run_dir / "dataset.h5"
+    else:
+        dataset_file = target
+        if spec_path is not None:
+            spec = load_spec(spec_path, state.registry)
+    if add:
+        if spec is None:
+            raise QcdtoolError("--add needs the imagers of a spec: give a spec, or a dataset and --spec SPEC")
+        progress = event_progress(state, "drawing images")
+        task = progress.add_task("images", total=None)
+        with progress:
+            summary = add_images(
+                dataset_file,
+                spec,
+                images_of_spec(spec),
+                force=force,
+                on_progress=lambda done, total: progress.update(task, completed=done, total=total),
+            )
+        state.err.print(summary)
+    if show_path is not None:
+        with Dataset(dataset_file) as dataset:
+            if label is None:
+                if len(dataset.image_labels) != 1:
+                    raise QcdtoolError(
+                        f"{dataset_file} holds images of {', '.join(dataset.image_labels) or 'no imager'}; "
+                        "choose one with --imager LABEL"
+                    )
+                label = dataset.image_labels[0]
+            show_images(dataset, label, show_path, configurations=configurations, samples=samples)
+        click.echo(str(show_path))
