@@ -113,3 +113,26 @@ def test_installed_script_runs(tmp_path: Path) -> None:
     )
     assert bad.returncode == 2
     assert bad.stderr.strip() == f"error: {tmp_path / 'nope.toml'}: spec file not found"
+
+
+def test_pythia_output_goes_to_log(tmp_path: Path) -> None:
+    script = shutil.which("qcdtool", path=str(Path(sys.executable).parent))
+    assert script is not None
+    spec = tmp_path / "spec.toml"
+    # Print:quiet = off makes PYTHIA print its initialization tables.
+    spec.write_text(SMALL_SPEC + 'pythia = ["Print:quiet = off"]\n')
+    result = subprocess.run([script, "generate", str(spec)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0
+    assert "PYTHIA" not in result.stdout
+    assert "PYTHIA" not in result.stderr
+    log = (tmp_path / "runs" / "cli-test" / "log.txt").read_text()
+    assert "PYTHIA Process Initialization" in log
+
+
+def test_pythia_output_shown_with_verbose(tmp_path: Path) -> None:
+    script = shutil.which("qcdtool", path=str(Path(sys.executable).parent))
+    assert script is not None
+    spec = tmp_path / "spec.toml"
+    spec.write_text(SMALL_SPEC + 'pythia = ["Print:quiet = off"]\n')
+    result = subprocess.run([script, "-v", "generate", str(spec)], capture_output=True, text=True, check=False)
+    assert "PYTHIA Process Initialization" in result.stdout
