@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from qcdtool.core.contracts import PluginContext, PluginKind, PluginParams
 from qcdtool.core.errors import PluginError, SpecError, SpecProblem
@@ -96,7 +96,30 @@ class JetsSection(SpecSection):
     )
 
 
-TOP_LEVEL_KEYS = ("run", "generator", "jets", "imagers", "models", "metrics")
+class SplitSection(SpecSection):
+    """The ``[split]`` table: which events train, validate and test the models."""
+
+    by: Literal["hadronization", "configuration"] = Field(
+        "hadronization",
+        description=(
+            "hadronization: every configuration's hadronizations are shared out over the sets; "
+            "configuration: whole configurations go to one set (test on unseen configurations)."
+        ),
+    )
+    validation: float = Field(0.1, ge=0.0, lt=1.0, description="Fraction of events (or configurations) for validation.")
+    test: float = Field(0.2, gt=0.0, lt=1.0, description="Fraction of events (or configurations) for testing.")
+
+    @model_validator(mode="after")
+    def _fractions_leave_training(self) -> SplitSection:
+        if self.validation + self.test >= 1.0:
+            raise ValueError(
+                f"validation + test = {self.validation + self.test:g} leaves no events for training; "
+                "their sum must be below 1"
+            )
+        return self
+
+
+TOP_LEVEL_KEYS = ("run", "generator", "jets", "split", "imagers", "models", "metrics")
 PLUGIN_ARRAYS: dict[str, PluginKind] = {
     "imagers": PluginKind.IMAGER,
     "models": PluginKind.MODEL,
@@ -148,6 +171,7 @@ class RunSpec:
     run: RunSection
     jets: JetsSection
     generator: PluginSpec
+    split: SplitSection = field(default_factory=lambda: SplitSection())
     imagers: tuple[PluginSpec, ...] = ()
     models: tuple[PluginSpec, ...] = ()
     metrics: tuple[PluginSpec, ...] = ()
@@ -186,6 +210,7 @@ class RunSpec:
             "run": _drop_none(self.run.model_dump(mode="json")),
             "generator": self.generator.to_dict(),
             "jets": _drop_none(self.jets.model_dump(mode="json")),
+            "split": self.split.model_dump(mode="json"),
         }
         for key in PLUGIN_ARRAYS:
             tables = getattr(self, key)
@@ -268,6 +293,7 @@ class _SpecChecker:
 
         run = self.section("run", data.get("run", {}), RunSection)
         jets = self.section("jets", data.get("jets", {}), JetsSection)
+        split = self.section("split", data.get("split", {}), SplitSection)
 
         generator: PluginSpec | None = None
         if "generator" not in data:
@@ -286,7 +312,7 @@ class _SpecChecker:
             arrays[key] = self.plugin_array(key, kind, data.get(key, []))
         self.check_references(arrays["imagers"], arrays["models"])
 
-        if run is None or jets is None or generator is None or self.problems:
+        if run is None or jets is None or split is None or generator is None or self.problems:
             return None
         used = [generator.info] + [table.info for tables in arrays.values() for table in tables]
         return RunSpec(
@@ -295,6 +321,7 @@ class _SpecChecker:
             run=run,
             jets=jets,
             generator=generator,
+            split=split,
             imagers=tuple(arrays["imagers"]),
             models=tuple(arrays["models"]),
             metrics=tuple(arrays["metrics"]),

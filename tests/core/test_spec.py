@@ -26,7 +26,10 @@ hadronizations = 10
 BAD_SPECS = {
     "unknown top-level key": (
         "[runn]\nname = 'x'\n[generator]\nplugin = 'pythia-ee'\n",
-        ["runn: unknown key 'runn'; did you mean 'run'? Allowed keys: run, generator, jets, imagers, models, metrics."],
+        [
+            "runn: unknown key 'runn'; did you mean 'run'? "
+            "Allowed keys: run, generator, jets, split, imagers, models, metrics."
+        ],
     ),
     "unknown key in plugin table": (
         "[generator]\nplugin = 'pythia-ee'\necmm = 91.0\n",
@@ -80,6 +83,10 @@ BAD_SPECS = {
     "imagers written as a table": (
         "[generator]\nplugin = 'pythia-ee'\n[imagers]\nplugin = 'eta-phi'\n",
         ["imagers: expected an array of tables; write [[imagers]] instead of [imagers]"],
+    ),
+    "split leaves no training": (
+        "[generator]\nplugin = 'pythia-ee'\n[split]\nvalidation = 0.5\ntest = 0.5\n",
+        ["split: validation + test = 1 leaves no events for training; their sum must be below 1"],
     ),
     "every problem at once": (
         "[run]\nseed = 0\ndevise = 'cpu'\n[generator]\nplugin = 'pythia-ee'\nmode = 'rehadronise'\n",
