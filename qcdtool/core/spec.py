@@ -171,7 +171,7 @@ class RunSpec:
     run: RunSection
     jets: JetsSection
     generator: PluginSpec
-    split: SplitSection = field(default_factory=lambda: SplitSection())
+    split: SplitSection = field(default_factory=SplitSection)
     imagers: tuple[PluginSpec, ...] = ()
     models: tuple[PluginSpec, ...] = ()
     metrics: tuple[PluginSpec, ...] = ()
