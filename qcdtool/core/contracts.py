@@ -23,6 +23,8 @@ from qcdtool.core.particles import ParticleBatch
 if TYPE_CHECKING:
     import logging
 
+    from qcdtool.core.pairs import ImagePairs
+
 #: Version of the plugin contract. A plugin declares the version it was
 #: written against; qcdtool loads only plugins whose version equals this.
 API_VERSION = 1
@@ -252,14 +254,78 @@ class Direction(enum.StrEnum):
     INVERSE = "inverse"
 
 
+@dataclass(frozen=True)
+class TrainingProgress:
+    """What a model reports as it trains, for the progress bar."""
+
+    step: int
+    total_steps: int
+    loss: float
+    images_per_second: float
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """Where and how a model trains; set by the core.
+
+    ``folder`` (the run's ``models/<label>/``) receives the model's
+    checkpoints and ``loss.csv``: a header line, then one line per logged
+    step, with at least the columns ``step`` and ``loss``. ``device`` is a
+    torch device name already resolved from the spec (``cpu``, ``cuda``,
+    ``mps``).
+    """
+
+    folder: Path
+    seed: int
+    device: str
+    resume: bool = False
+    on_progress: Callable[[TrainingProgress], None] | None = None
+
+
 class Model(Plugin):
     """A conditional generative model of one level's image given the other's.
 
-    The training and sampling API is defined where the training stage is
-    built; plugins of this kind are listed and validated already.
+    Its ``Params`` must have a ``direction`` field (:class:`Direction`):
+    ``forward`` models hadron images given parton images, ``inverse`` parton
+    images given hadron images. Images reach the model as stored in the
+    dataset (float32, the imager's intensity); any transform of
+    intensities is the model's own and must be stored with its checkpoint.
     """
 
     kind: ClassVar[PluginKind] = PluginKind.MODEL
+
+    def fit(self, train: ImagePairs, validation: ImagePairs, run: TrainingRun) -> dict[str, float]:
+        """Train on ``train`` (validating on ``validation``); return summary numbers.
+
+        Writes checkpoints to ``run.folder``. With ``run.resume`` it continues
+        from the last checkpoint there, so that the loss curve on CPU equals
+        that of an uninterrupted run with the same seed.
+        """
+        raise NotImplementedError
+
+    def load(self, folder: Path, device: str) -> None:
+        """Restore the trained model from the checkpoint in ``folder``.
+
+        Raises a QcdtoolError for a checkpoint of another model, image shape
+        or format version.
+        """
+        raise NotImplementedError
+
+    def sample(
+        self,
+        conditions: NDArray[np.float32],
+        n_per_condition: int,
+        sampler: str,
+        steps: int | None,
+        seed: int,
+        device: str,
+    ) -> NDArray[np.float32]:
+        """Draw ``n_per_condition`` targets for each condition: (n, K, C, H, W) float32.
+
+        ``sampler`` is ``ddpm`` or ``ddim``; ``steps`` the number of sampling
+        steps (None: the model's default).
+        """
+        raise NotImplementedError
 
 
 # --------------------------------------------------------------------------

@@ -78,20 +78,16 @@ class RunReport:
 def _stages() -> list[Stage]:
     """The stages in order, each wired to its implementation where one exists."""
     from qcdtool.core.generate import generate_stage
+    from qcdtool.core.train import sample_stage, train_stage
 
     return [
         Stage("generate", "generate events, find jets, draw images, write dataset.h5", run=generate_stage),
-        Stage(
-            "train",
-            "train every model of the spec",
-            wanted=lambda spec: bool(spec.models),
-            unavailable_reason="model training is not part of this qcdtool version yet",
-        ),
+        Stage("train", "train every model of the spec", run=train_stage, wanted=lambda spec: bool(spec.models)),
         Stage(
             "sample",
-            "sample every trained model",
+            "sample every trained model on its test conditions",
+            run=sample_stage,
             wanted=lambda spec: bool(spec.models),
-            unavailable_reason="sampling is not part of this qcdtool version yet",
         ),
         Stage(
             "evaluate",

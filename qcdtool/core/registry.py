@@ -266,7 +266,10 @@ def plugin_class_problem(kind: PluginKind, cls: object) -> str | None:
             f"{where} ('{name}') written for plugin API version {api_version!r}; "
             f"this qcdtool supports version {API_VERSION}"
         )
-    return params_problem(where, name, cls.Params)
+    problem = params_problem(where, name, cls.Params)
+    if problem is None and kind == PluginKind.MODEL and "direction" not in cls.Params.model_fields:
+        problem = f"{where} ('{name}') without a 'direction' parameter (forward or inverse)"
+    return problem
 
 
 def params_problem(where: str, name: str, params: object) -> str | None:

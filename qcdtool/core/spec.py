@@ -119,7 +119,20 @@ class SplitSection(SpecSection):
         return self
 
 
-TOP_LEVEL_KEYS = ("run", "generator", "jets", "split", "imagers", "models", "metrics")
+class SamplingSection(SpecSection):
+    """The ``[sampling]`` table: how every model is sampled on its test conditions."""
+
+    sampler: Literal["ddim", "ddpm"] = Field(
+        "ddim", description="ddim (deterministic with eta 0, few steps) or ddpm (ancestral, all steps)."
+    )
+    steps: int = Field(50, ge=1, le=10000, description="Sampling steps (DDIM); DDPM uses the model's full chain.")
+    per_condition: int = Field(4, ge=1, le=1000, description="Samples drawn for each test condition.")
+    max_conditions: int = Field(
+        2000, ge=0, description="Test conditions sampled, drawn at random (seeded) from the test set; 0 means all."
+    )
+
+
+TOP_LEVEL_KEYS = ("run", "generator", "jets", "split", "sampling", "imagers", "models", "metrics")
 PLUGIN_ARRAYS: dict[str, PluginKind] = {
     "imagers": PluginKind.IMAGER,
     "models": PluginKind.MODEL,
@@ -172,6 +185,7 @@ class RunSpec:
     jets: JetsSection
     generator: PluginSpec
     split: SplitSection = field(default_factory=SplitSection)
+    sampling: SamplingSection = field(default_factory=SamplingSection)
     imagers: tuple[PluginSpec, ...] = ()
     models: tuple[PluginSpec, ...] = ()
     metrics: tuple[PluginSpec, ...] = ()
@@ -211,6 +225,7 @@ class RunSpec:
             "generator": self.generator.to_dict(),
             "jets": _drop_none(self.jets.model_dump(mode="json")),
             "split": self.split.model_dump(mode="json"),
+            "sampling": self.sampling.model_dump(mode="json"),
         }
         for key in PLUGIN_ARRAYS:
             tables = getattr(self, key)
@@ -294,6 +309,7 @@ class _SpecChecker:
         run = self.section("run", data.get("run", {}), RunSection)
         jets = self.section("jets", data.get("jets", {}), JetsSection)
         split = self.section("split", data.get("split", {}), SplitSection)
+        sampling = self.section("sampling", data.get("sampling", {}), SamplingSection)
 
         generator: PluginSpec | None = None
         if "generator" not in data:
@@ -312,7 +328,7 @@ class _SpecChecker:
             arrays[key] = self.plugin_array(key, kind, data.get(key, []))
         self.check_references(arrays["imagers"], arrays["models"])
 
-        if run is None or jets is None or split is None or generator is None or self.problems:
+        if run is None or jets is None or split is None or sampling is None or generator is None or self.problems:
             return None
         used = [generator.info] + [table.info for tables in arrays.values() for table in tables]
         return RunSpec(
@@ -322,6 +338,7 @@ class _SpecChecker:
             jets=jets,
             generator=generator,
             split=split,
+            sampling=sampling,
             imagers=tuple(arrays["imagers"]),
             models=tuple(arrays["models"]),
             metrics=tuple(arrays["metrics"]),

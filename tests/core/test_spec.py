@@ -28,7 +28,7 @@ BAD_SPECS = {
         "[runn]\nname = 'x'\n[generator]\nplugin = 'pythia-ee'\n",
         [
             "runn: unknown key 'runn'; did you mean 'run'? "
-            "Allowed keys: run, generator, jets, split, imagers, models, metrics."
+            "Allowed keys: run, generator, jets, split, sampling, imagers, models, metrics."
         ],
     ),
     "unknown key in plugin table": (

@@ -1,0 +1,364 @@
+"""The train and sample stages: models learn from a dataset's image pairs and draw samples.
+
+Files in the run folder::
+
+    models/<label>/            the model's checkpoints and loss.csv (written by the model)
+    models/<label>/training.json   what the core knows: spec hash, status, summary
+    models/<label>/loss.png    the loss curve, drawn from loss.csv
+    samples/<label>.h5         conditions, truths, labels and generated images of the test set
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+from numpy.typing import NDArray
+
+from qcdtool import __version__
+from qcdtool.core.contracts import Direction, Model, TrainingProgress, TrainingRun
+from qcdtool.core.dataset import TEMPORARY_SUFFIX, Dataset
+from qcdtool.core.device import resolve_device
+from qcdtool.core.errors import QcdtoolError
+from qcdtool.core.pairs import ImagePairs, levels
+from qcdtool.core.seeds import derive_seed
+from qcdtool.core.spec import PluginSpec, RunSpec
+from qcdtool.core.split import SplitSettings, split_rows
+
+log = logging.getLogger(__name__)
+
+SAMPLES_FORMAT = "qcdtool-samples"
+SAMPLES_FORMAT_VERSION = 1
+#: Conditions handed to a model's ``sample`` at a time.
+SAMPLE_CHUNK = 256
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """How samples are drawn; None takes the spec's [sampling] value."""
+
+    sampler: str | None = None
+    steps: int | None = None
+    per_condition: int | None = None
+    max_conditions: int | None = None
+
+
+def model_dir(spec: RunSpec, label: str) -> Path:
+    """Folder of one model's checkpoints and loss history."""
+    return spec.run_dir / "models" / label
+
+
+def samples_path(spec: RunSpec, label: str) -> Path:
+    """Samples file of one model."""
+    return spec.run_dir / "samples" / f"{label}.h5"
+
+
+def dataset_file(spec: RunSpec) -> Path:
+    """The run's dataset file."""
+    return spec.run_dir / "dataset.h5"
+
+
+def find_model(spec: RunSpec, label: str | None) -> list[PluginSpec]:
+    """The model tables with this label (all of them for None)."""
+    if label is None:
+        return list(spec.models)
+    chosen = [model for model in spec.models if model.label == label]
+    if not chosen:
+        labels = ", ".join(model.label for model in spec.models) or "none"
+        raise QcdtoolError(f"the spec has no model labelled '{label}'; its models: {labels}")
+    return chosen
+
+
+def direction_of(model: PluginSpec) -> Direction:
+    """The direction parameter of a model table."""
+    return Direction(model.params.direction)  # type: ignore[attr-defined]
+
+
+def model_pairs(spec: RunSpec, model: PluginSpec) -> dict[str, ImagePairs]:
+    """Train, validation and test image pairs of a model, split as the spec's [split] says."""
+    path = dataset_file(spec)
+    with Dataset(path) as dataset:
+        config = dataset.column("config_id")
+        hadronization = dataset.column("hadronization")
+        if model.imager not in dataset.image_labels:
+            raise QcdtoolError(
+                f"{path} has no images of imager '{model.imager}', which model '{model.label}' uses; "
+                "run 'qcdtool images SPEC --add' or 'qcdtool run SPEC'"
+            )
+    split = SplitSettings(by=spec.split.by, validation=spec.split.validation, test=spec.split.test)
+    rows = split_rows(config, hadronization, split, derive_seed(spec.run.seed, "split"))
+    direction = direction_of(model)
+    if model.imager is None:
+        raise RuntimeError(f"model table {model.path} names no imager after validation")
+    return {name: ImagePairs(path, model.imager, direction, indices) for name, indices in rows.items()}
+
+
+def training_hash(spec: RunSpec, model: PluginSpec) -> str:
+    """Hash of what decides a model's training: its dataset content, the split and its table."""
+    from qcdtool.core.generate import content_hash
+
+    selected = {
+        "dataset": content_hash(spec, None),
+        "split": spec.split.model_dump(mode="json"),
+        "model": model.to_dict(),
+        "seed": spec.run.seed,
+    }
+    return hashlib.sha256(json.dumps(selected, sort_keys=True).encode()).hexdigest()
+
+
+def instantiate(spec: RunSpec, model: PluginSpec) -> Model:
+    """Build a model plugin from its table."""
+    instance = model.info.cls(model.params, spec.context())
+    if not isinstance(instance, Model):
+        raise QcdtoolError(f"model plugin '{model.plugin}' does not subclass the Model contract")
+    return instance
+
+
+# --------------------------------------------------------------------------
+# Training
+
+
+def read_training_record(folder: Path) -> dict[str, Any]:
+    """The core's record of a model's training, or an empty dict."""
+    record = folder / "training.json"
+    return json.loads(record.read_text()) if record.exists() else {}
+
+
+def train_model(
+    spec: RunSpec,
+    model: PluginSpec,
+    resume: bool = False,
+    on_progress: Callable[[TrainingProgress], None] | None = None,
+) -> str:
+    """Train one model, or resume or skip it; return a summary line."""
+    folder = model_dir(spec, model.label)
+    digest = training_hash(spec, model)
+    record = read_training_record(folder)
+    if record:
+        if record.get("spec_hash") != digest:
+            raise QcdtoolError(
+                f"{folder} holds a model trained from a different spec, dataset or split; remove it or give the "
+                "model another label"
+            )
+        if record.get("status") == "complete":
+            return f"model {model.label} is trained ({record.get('summary', {})}); nothing to do"
+        if not resume:
+            raise QcdtoolError(
+                f"the training of model {model.label} in {folder} was interrupted; pass --resume to continue it, "
+                "or remove the folder to start again"
+            )
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_record(folder, {"spec_hash": digest, "status": "training", "plugin": model.plugin})
+
+    pairs = model_pairs(spec, model)
+    device = resolve_device(spec.run.device)
+    run = TrainingRun(
+        folder=folder,
+        seed=derive_seed(spec.run.seed, "train", model.label),
+        device=device,
+        resume=bool(record),
+        on_progress=on_progress,
+    )
+    log.info(
+        "training %s (%s, %s) on %d pairs, validating on %d, device %s",
+        model.label,
+        model.plugin,
+        direction_of(model),
+        len(pairs["train"]),
+        len(pairs["validation"]),
+        device,
+    )
+    summary = instantiate(spec, model).fit(pairs["train"], pairs["validation"], run)
+    plot_loss(folder / "loss.csv", folder / "loss.png", title=f"{model.label} ({model.plugin})")
+    _write_record(
+        folder,
+        {
+            "spec_hash": digest,
+            "status": "complete",
+            "plugin": model.plugin,
+            "summary": summary,
+            "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        },
+    )
+    numbers = ", ".join(f"{key} {value:.4g}" for key, value in summary.items())
+    return f"model {model.label} trained: {numbers}"
+
+
+def _write_record(folder: Path, record: dict[str, Any]) -> None:
+    temporary = folder / ("training.json" + TEMPORARY_SUFFIX)
+    temporary.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    os.replace(temporary, folder / "training.json")
+
+
+def plot_loss(csv_path: Path, output: Path, title: str) -> None:
+    """Draw the columns of a loss.csv against its step column (log scale)."""
+    if not csv_path.exists():
+        log.warning("no %s to plot", csv_path)
+        return
+    with csv_path.open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    if not rows:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = np.array([float(row["step"]) for row in rows])
+    figure, axis = plt.subplots(figsize=(6, 4), constrained_layout=True)
+    for column in rows[0]:
+        if column == "step" or "loss" not in column:
+            continue
+        values = np.array([float(row[column]) if row[column] not in ("", "nan") else np.nan for row in rows])
+        shown = np.isfinite(values)
+        axis.plot(steps[shown], values[shown], label=column, marker="." if shown.sum() < 50 else None)
+    axis.set_xlabel("training step")
+    axis.set_ylabel("loss (mean squared error of the predicted noise)")
+    axis.set_yscale("log")
+    axis.set_title(title)
+    axis.legend()
+    figure.savefig(output, dpi=110)
+    figure.savefig(output.with_suffix(".pdf"))
+    plt.close(figure)
+
+
+# --------------------------------------------------------------------------
+# Sampling
+
+
+def test_conditions(spec: RunSpec, pairs: ImagePairs, max_conditions: int) -> ImagePairs:
+    """The test pairs to sample, at most ``max_conditions`` of them, drawn at random (seeded)."""
+    if max_conditions <= 0 or len(pairs) <= max_conditions:
+        return pairs
+    rng = np.random.default_rng(derive_seed(spec.run.seed, "test-conditions"))
+    chosen = np.sort(rng.choice(pairs.rows, size=max_conditions, replace=False))
+    return ImagePairs(pairs.path, pairs.label, pairs.direction, chosen)
+
+
+def sample_model(
+    spec: RunSpec,
+    model: PluginSpec,
+    options: SamplingOptions,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> tuple[Path, str]:
+    """Sample a trained model on test conditions; write samples/<label>.h5."""
+    sampling = spec.sampling
+    sampler = options.sampler or sampling.sampler
+    steps = options.steps if options.steps is not None else sampling.steps
+    per_condition = options.per_condition or sampling.per_condition
+    max_conditions = options.max_conditions if options.max_conditions is not None else sampling.max_conditions
+
+    folder = model_dir(spec, model.label)
+    record = read_training_record(folder)
+    if record.get("status") != "complete":
+        raise QcdtoolError(f"model {model.label} is not trained yet; run 'qcdtool train SPEC --model {model.label}'")
+    if record.get("spec_hash") != training_hash(spec, model):
+        raise QcdtoolError(
+            f"model {model.label} in {folder} was trained from a different spec, dataset or split; train it again"
+        )
+
+    device = resolve_device(spec.run.device)
+    instance = instantiate(spec, model)
+    instance.load(folder, device)
+    pairs = test_conditions(spec, model_pairs(spec, model)["test"], max_conditions)
+    labels = pairs.labels()
+    output = samples_path(spec, model.label)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    temporary = output.with_name(output.name + TEMPORARY_SUFFIX)
+    seed = derive_seed(spec.run.seed, "sample", model.label, sampler, steps)
+    condition_shape, target_shape = pairs.shapes
+    n = len(pairs)
+    with h5py.File(temporary, "w") as file:
+        attrs = file.attrs
+        attrs["format"] = SAMPLES_FORMAT
+        attrs["format_version"] = SAMPLES_FORMAT_VERSION
+        attrs["qcdtool_version"] = __version__
+        attrs["created"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        attrs["model"] = model.label
+        attrs["plugin"] = model.plugin
+        attrs["direction"] = str(pairs.direction)
+        attrs["condition_level"], attrs["target_level"] = levels(pairs.direction)
+        attrs["imager"] = pairs.label
+        attrs["sampler"] = sampler
+        attrs["steps"] = -1 if steps is None else steps
+        attrs["per_condition"] = per_condition
+        attrs["seed"] = seed
+        attrs["training_hash"] = record["spec_hash"]
+        attrs["sampling_hash"] = sampling_hash(record["spec_hash"], sampler, steps, per_condition, max_conditions)
+        attrs["spec"] = spec.to_toml()
+        file["rows"] = pairs.rows
+        for name, values in labels.items():
+            file[name] = values
+        conditions = file.create_dataset("conditions", (n, *condition_shape), np.float32, compression="lzf")
+        truth = file.create_dataset("truth", (n, *target_shape), np.float32, compression="lzf")
+        generated = file.create_dataset(
+            "generated",
+            (n, per_condition, *target_shape),
+            np.float32,
+            chunks=(min(max(n, 1), 64), per_condition, *target_shape),
+            compression="lzf",
+        )
+        for start in range(0, n, SAMPLE_CHUNK):
+            stop = min(start + SAMPLE_CHUNK, n)
+            condition, target = pairs.read(start, stop)
+            drawn: NDArray[np.float32] = instance.sample(
+                condition, per_condition, sampler, steps, derive_seed(seed, start), device
+            )
+            expected = (stop - start, per_condition, *target_shape)
+            if drawn.shape != expected:
+                raise RuntimeError(f"model {model.label} returned samples of shape {drawn.shape}, expected {expected}")
+            conditions[start:stop] = condition
+            truth[start:stop] = target
+            generated[start:stop] = drawn
+            if on_progress:
+                on_progress(stop, n)
+    os.replace(temporary, output)
+    return output, f"samples of {model.label}: {n} conditions x {per_condition} ({sampler}, {steps} steps) in {output}"
+
+
+# --------------------------------------------------------------------------
+# Pipeline stages
+
+
+def train_stage(context: Any) -> str:
+    """The pipeline's train stage: every model of the spec, resuming where one stopped."""
+    lines = [train_model(context.spec, model, resume=True) for model in context.spec.models]
+    return "; ".join(lines)
+
+
+def sample_stage(context: Any) -> str:
+    """The pipeline's sample stage: every model of the spec on its test conditions."""
+    lines = []
+    for model in context.spec.models:
+        path = samples_path(context.spec, model.label)
+        if path.exists() and _samples_current(path, context.spec, model):
+            lines.append(f"samples of {model.label} are current")
+            continue
+        lines.append(sample_model(context.spec, model, SamplingOptions())[1])
+    return "; ".join(lines)
+
+
+def sampling_hash(training: str, sampler: str, steps: int | None, per_condition: int, max_conditions: int) -> str:
+    """Hash of what decides a samples file: the trained model and the sampling options."""
+    selected = [training, sampler, steps, per_condition, max_conditions]
+    return hashlib.sha256(json.dumps(selected).encode()).hexdigest()
+
+
+def _samples_current(path: Path, spec: RunSpec, model: PluginSpec) -> bool:
+    record = read_training_record(model_dir(spec, model.label))
+    sampling = spec.sampling
+    expected = sampling_hash(
+        str(record.get("spec_hash")), sampling.sampler, sampling.steps, sampling.per_condition, sampling.max_conditions
+    )
+    with h5py.File(path, "r") as file:
+        return bool(file.attrs.get("sampling_hash") == expected)
