@@ -209,7 +209,7 @@ def _take_events(events: EventBatch, rows: np.ndarray) -> EventBatch:
 
 def part_path(folder: Path, unit: WorkUnit) -> Path:
     """Part file of one unit."""
-    return folder / f"unit-{unit.index:06d}.h5"
+    return folder / f"unit-{unit.index:06d}.npz"
 
 
 class PartWriter:
@@ -219,11 +219,11 @@ class PartWriter:
         self.processor = processor
         self.folder = folder
 
-    def __call__(self, unit: WorkUnit) -> tuple[int, int]:
-        """Process one unit and write its part; return (unit index, events generated)."""
+    def __call__(self, unit: WorkUnit) -> tuple[int, int, UnitResult]:
+        """Process one unit and write its part; return (unit index, events generated, result)."""
         result = self.processor.process(unit)
         write_part(part_path(self.folder, unit), result)
-        return unit.index, int(result.counters.get("generated", len(result)))
+        return unit.index, int(result.counters.get("generated", len(result))), result
 
 
 _WORKER: PartWriter | None = None
@@ -235,14 +235,21 @@ def _worker_init(writer: PartWriter) -> None:
     writer.processor.generator.setup()
 
 
-def _worker_process(unit: WorkUnit) -> tuple[int, int]:  # (unit index, events generated)
+def _worker_process(unit: WorkUnit) -> tuple[int, int, None]:
     if _WORKER is None:
         raise RuntimeError("worker used before its initializer ran")
-    return _WORKER(unit)
+    index, generated, _ = _WORKER(unit)
+    return index, generated, None  # the main process reads the part file instead
 
 
-def _write_parts(writer: PartWriter, units: Sequence[WorkUnit], workers: int) -> Iterator[tuple[int, int]]:
-    """Write the parts of ``units`` in this process or in a pool of worker processes."""
+def _write_parts(
+    writer: PartWriter, units: Sequence[WorkUnit], workers: int
+) -> Iterator[tuple[int, int, UnitResult | None]]:
+    """Write the parts of ``units`` in this process or in a pool of worker processes.
+
+    Yields (unit index, events generated, result); the result is handed over
+    only in this process, where keeping it saves reading the part back.
+    """
     if workers <= 1 or len(units) <= 1:
         for unit in units:
             yield writer(unit)
@@ -309,8 +316,10 @@ def generate_dataset(
         assembler = _Assembler(path, folder, units, _create_writer(path, spec, processor, digest, options, len(units)))
         try:
             assembler.append_ready()
-            for index, generated in _write_parts(PartWriter(processor, folder), missing, options.workers):
+            for index, generated, result in _write_parts(PartWriter(processor, folder), missing, options.workers):
                 assembler.written.add(index)
+                if result is not None:
+                    assembler.in_memory[index] = result
                 assembler.append_ready()
                 done += generated
                 if on_progress:
@@ -377,11 +386,15 @@ class _Assembler:
         self.writer = writer
         self.position = 0
         self.written = {unit.index for unit in units if part_path(folder, unit).exists()}
+        #: Results made in this process, appended without reading their part back.
+        self.in_memory: dict[int, UnitResult] = {}
 
     def append_ready(self) -> None:
         """Append every part whose predecessors are all appended."""
         while self.position < len(self.units) and self.units[self.position].index in self.written:
-            self.writer.append(read_part(part_path(self.folder, self.units[self.position])))
+            unit = self.units[self.position]
+            result = self.in_memory.pop(unit.index, None)
+            self.writer.append(result if result is not None else read_part(part_path(self.folder, unit)))
             self.position += 1
 
     def finish(self) -> tuple[int, dict[str, int]]:

@@ -156,7 +156,7 @@ def test_resume_equals_uninterrupted(reference: Path, tmp_path: Path, monkeypatc
     path = spec.run_dir / "dataset.h5"
     assert not path.exists()
     # The fifth unit was written when the interruption arrived.
-    assert len(list(parts_dir(path).glob("unit-*.h5"))) == 5
+    assert len(list(parts_dir(path).glob("unit-*.npz"))) == 5
     generate_dataset(spec, GenerateOptions(resume=True))
     assert_same_contents(reference, path)
     assert not parts_dir(path).exists()
@@ -170,7 +170,7 @@ def test_resume_discards_partial_part(reference: Path, tmp_path: Path, monkeypat
     monkeypatch.undo()
     path = spec.run_dir / "dataset.h5"
     # A process killed while writing a part leaves it under its temporary name.
-    (parts_dir(path) / "unit-000002.h5.partial").write_bytes(b"half a unit")
+    (parts_dir(path) / "unit-000002.npz.partial").write_bytes(b"half a unit")
     generate_dataset(spec, GenerateOptions(resume=True))
     assert_same_contents(reference, path)
 
@@ -212,7 +212,7 @@ def test_killed_process_resumes(reference: Path, tmp_path: Path) -> None:
     assert script is not None
     process = subprocess.Popen([script, "generate", str(spec)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and len(list(parts_dir(path).glob("unit-*.h5"))) < 2:
+    while time.monotonic() < deadline and len(list(parts_dir(path).glob("unit-*.npz"))) < 2:
         time.sleep(0.01)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()

@@ -158,7 +158,7 @@ def test_other_seed_differs() -> None:
 
 
 def test_failed_hadronizations_counted(monkeypatch: pytest.MonkeyPatch) -> None:
-    counter_cls, restore_cls = pythia_ee._hook_classes()
+    restore_cls = pythia_ee._restore_hook_class()
 
     class BreakEveryThird(restore_cls):  # type: ignore[misc, valid-type]
         """Restore the record, then on every third event give one parton a colour nobody carries."""
@@ -170,7 +170,7 @@ def test_failed_hadronizations_counted(monkeypatch: pytest.MonkeyPatch) -> None:
                 coloured = next(i for i in range(1, event.size()) if event[i].col() > 0)
                 event[coloured].col(99999)
 
-    monkeypatch.setattr(pythia_ee, "_hook_classes", lambda: (counter_cls, BreakEveryThird))
+    monkeypatch.setattr(pythia_ee, "_restore_hook_class", lambda: BreakEveryThird)
     batch = generate(parton_events=1, hadronizations=30)
     assert len(batch) == 30
     # Calls 3, 6, ... fail: 30 good events take 44 calls, 14 of them failed.

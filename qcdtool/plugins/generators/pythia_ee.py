@@ -155,9 +155,11 @@ class PythiaEE(Generator):
     def __init__(self, params: PythiaEEParams, context: PluginContext) -> None:
         super().__init__(params, context)
         self.params: PythiaEEParams = params
-        self._parton: dict[int, tuple[Any, Any]] = {}
+        self._parton: dict[int, Any] = {}
         self._hadronizer: _Hadronizer | None = None
-        self._charges: dict[int, float] = {}
+        # Charges of the PDG ids met so far, sorted by id.
+        self._charge_ids = np.full(1, np.iinfo(np.int32).min, dtype=np.int32)
+        self._charge_values = np.zeros(1, dtype=np.float32)
 
     # -- planning ----------------------------------------------------------
 
@@ -222,13 +224,12 @@ class PythiaEE(Generator):
             ]
             if self.params.mode == "rehadronize":
                 settings.append("HadronLevel:all = off")
-            counter = _hook_classes()[0]()
-            self._parton[group] = (_make_pythia(settings, self.params.pythia, counter), counter)
+            self._parton[group] = _make_pythia(settings, self.params.pythia, None)
         return self._parton[group]
 
     def _hadronizer_instance(self) -> _Hadronizer:
         if self._hadronizer is None:
-            hook = _hook_classes()[1]()
+            hook = _restore_hook_class()()
             pythia = _make_pythia(["ProcessLevel:all = off"], self.params.pythia, hook)
             hook.pythia = pythia
             self._hadronizer = _Hadronizer(pythia, hook)
@@ -258,10 +259,11 @@ class PythiaEE(Generator):
         return self._run_independent(unit, config, group, seed)
 
     def _run_independent(self, unit: WorkUnit, config: int, group: int, seed: int) -> EventBatch:
-        pythia, counter = self._parton_instance(group)
+        pythia = self._parton_instance(group)
         pythia.rndm.init(derive_seed(seed, "pythia-ee", "independent", group, unit.info["first"]))
-        counter.calls = 0
+        calls_before = _next_calls(pythia)
         batch = pythia.nextBatch(unit.n_events, MAX_TRIES_PER_EVENT)
+        calls = _next_calls(pythia) - calls_before
         columns = _record_columns(batch)
         parton, hadron, flavour = self._split_levels(columns)
         n = len(parton)
@@ -271,13 +273,13 @@ class PythiaEE(Generator):
             hadronization=np.zeros(n, dtype=np.int32),
             parton=parton,
             hadron=hadron,
-            counters={"failed_events": counter.calls - n},
+            counters={"failed_events": calls - n},
         )
 
     def _run_rehadronize(self, unit: WorkUnit, config: int, group: int, first: int, seed: int) -> EventBatch:
         # 1. The parton-level configuration: always regenerated from its own
         #    seed, so every unit of this configuration sees the same record.
-        pythia, _ = self._parton_instance(group)
+        pythia = self._parton_instance(group)
         pythia.rndm.init(derive_seed(seed, "pythia-ee", "parton", config))
         if not pythia.next():
             raise RuntimeError(f"PYTHIA failed to generate parton configuration {config}")
@@ -312,27 +314,29 @@ class PythiaEE(Generator):
         event = np.repeat(np.arange(n_events, dtype=np.int64), counts)
         local = np.arange(len(status), dtype=np.int64) - np.repeat(offsets[:-1], counts)
 
-        # Parton level: let N be the first entry with |status| >= 71 (the
-        # partons copied for hadronization); keep entries below N that are
-        # final (status > 0) or whose daughters start at or after N.
-        collected = np.abs(status) >= 71
-        first_hadronization = np.full(n_events, np.iinfo(np.int64).max, dtype=np.int64)
-        np.minimum.at(first_hadronization, event[collected], local[collected])
-        boundary = first_hadronization[event]
+        # 1. Parton level: let N be the first entry with |status| >= 71 (the
+        #    partons copied for hadronization); keep entries below N that are
+        #    final (status > 0) or whose daughters start at or after N.
+        first_collected = _first_per_event(np.abs(status) >= 71, event, local, n_events, np.iinfo(np.int64).max)
+        boundary = first_collected[event]
         parton_mask = (local < boundary) & ((status > 0) | (columns["daughter1"] >= boundary))
 
+        # 2. Hadron level: final particles, without neutrinos unless asked.
         hadron_mask = status > 0
+        absolute_id = np.abs(pid)
         if self.params.final_state != "all":
-            hadron_mask &= ~np.isin(np.abs(pid), NEUTRINO_IDS)
-        charge = self._charge(pid)
+            hadron_mask &= (absolute_id != 12) & (absolute_id != 14) & (absolute_id != 16)
+
+        # 3. Charges, looked up only for the particles that are kept.
+        charge = np.zeros(len(pid), dtype=np.float32)
+        kept = parton_mask | hadron_mask
+        charge[kept] = self._charge(pid[kept])
         if self.params.final_state == "charged":
             hadron_mask &= charge != 0
 
-        # Flavour: the quark of the hard process (status -23).
-        hard = (np.abs(status) == 23) & (np.abs(pid) >= 1) & (np.abs(pid) <= 5)
-        events_with_quark, first_quark = np.unique(event[hard], return_index=True)
-        flavour = np.zeros(n_events, dtype=np.int8)
-        flavour[events_with_quark] = np.abs(pid[hard][first_quark])
+        # 4. Flavour: the first quark of the hard process (status -23).
+        hard = (np.abs(status) == 23) & (absolute_id >= 1) & (absolute_id <= 5)
+        flavour = _first_per_event(hard, event, absolute_id, n_events, 0).astype(np.int8)
         return (
             _particle_batch(columns, charge, event, parton_mask, n_events),
             _particle_batch(columns, charge, event, hadron_mask, n_events),
@@ -340,18 +344,46 @@ class PythiaEE(Generator):
         )
 
     def _charge(self, pid: NDArray[np.int32]) -> NDArray[np.float32]:
-        """Electric charge of each particle, looked up once per distinct PDG id."""
-        unique, inverse = np.unique(pid, return_inverse=True)
-        data = next(iter(self._parton.values()))[0].particleData
-        for code in unique.tolist():
-            if code not in self._charges:
-                self._charges[code] = float(data.charge(code))
-        table = np.array([self._charges[code] for code in unique.tolist()], dtype=np.float32)
-        return table[inverse]
+        """Electric charge of each particle from a sorted table of PDG ids, grown as new ids appear."""
+        position = np.searchsorted(self._charge_ids, pid)
+        position = np.minimum(position, len(self._charge_ids) - 1)
+        known = self._charge_ids[position] == pid
+        if not known.all():
+            data = next(iter(self._parton.values())).particleData
+            new_ids = np.unique(pid[~known])
+            ids = np.concatenate([self._charge_ids, new_ids])
+            values = np.concatenate([self._charge_values, [float(data.charge(int(code))) for code in new_ids]])
+            order = np.argsort(ids)
+            self._charge_ids = ids[order].astype(np.int32)
+            self._charge_values = values[order].astype(np.float32)
+            position = np.searchsorted(self._charge_ids, pid)
+        return self._charge_values[position]
+
+
+def _first_per_event(
+    mask: NDArray[np.bool_], event: NDArray[np.int64], values: NDArray[Any], n_events: int, missing: int
+) -> NDArray[np.int64]:
+    """``values`` at the first entry of each event where ``mask`` holds; ``missing`` where it never does.
+
+    Entries are grouped by event, so the first of each run of equal event
+    numbers among the masked entries is that event's first.
+    """
+    chosen = np.flatnonzero(mask)
+    owners = event[chosen]
+    starts = np.ones(len(chosen), dtype=bool)
+    starts[1:] = owners[1:] != owners[:-1]
+    result = np.full(n_events, missing, dtype=np.int64)
+    result[owners[starts]] = values[chosen[starts]]
+    return result
 
 
 # --------------------------------------------------------------------------
 # PYTHIA plumbing
+
+
+def _next_calls(pythia: Any) -> int:
+    """How many times ``next()`` has been called: PYTHIA's event counter 3."""
+    return int(pythia.infoPython().getCounter(3))
 
 
 def _make_pythia(settings: Sequence[str], extra: Sequence[str], hook: Any) -> Any:
@@ -369,7 +401,8 @@ def _make_pythia(settings: Sequence[str], extra: Sequence[str], hook: Any) -> An
                 f"PYTHIA rejected the setting {setting!r} (generator.pythia[{index}]); check the name "
                 "and the value against the PYTHIA manual; PYTHIA's message is in the run's log"
             )
-    pythia.setUserHooksPtr(hook)
+    if hook is not None:
+        pythia.setUserHooksPtr(hook)
     if not pythia.init():
         raise PythiaSettingError(
             "PYTHIA failed to initialize with these settings: "
@@ -380,19 +413,9 @@ def _make_pythia(settings: Sequence[str], extra: Sequence[str], hook: Any) -> An
 
 
 @cache
-def _hook_classes() -> tuple[type, type]:
-    """The two PYTHIA user hooks, defined on first use so that importing this module stays cheap."""
+def _restore_hook_class() -> type:
+    """The hadronizer's user hook, defined on first use so that importing this module stays cheap."""
     import pythia8mc
-
-    class Counter(pythia8mc.UserHooks):  # type: ignore[misc]
-        """Counts next() calls, so that failed (retried) events can be counted."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.calls = 0
-
-        def onBeginEvent(self) -> None:
-            self.calls += 1
 
     class RestoreRecord(pythia8mc.UserHooks):  # type: ignore[misc]
         """Before every event, replace the hadronizer's record by a copy of the saved one."""
@@ -409,7 +432,7 @@ def _hook_classes() -> tuple[type, type]:
             # the saved event itself is never handed to PYTHIA.
             self.pythia.event.assign(self.saved)
 
-    return Counter, RestoreRecord
+    return RestoreRecord
 
 
 class _Hadronizer:
