@@ -58,7 +58,7 @@ def prior(schedule: NoiseSchedule, shift: Shift | None, seed: int) -> torch.Tens
 
 
 def assert_recovers_data(samples: torch.Tensor, variance_rtol: float) -> None:
-    """Per-pixel means within four standard errors; the pooled variance within ``variance_rtol``."""
+    """Check per-pixel means within four standard errors and the pooled variance within ``variance_rtol``."""
     n = samples.shape[0]
     standard_error = (DATA_VARIANCE / n) ** 0.5
     torch.testing.assert_close(samples.mean(0, keepdim=True), data_mean(), rtol=0.0, atol=4 * standard_error)

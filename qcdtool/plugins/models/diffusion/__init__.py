@@ -2,10 +2,10 @@
 
 Noise schedule, forward process, samplers and networks are separate pieces:
 
-- :mod:`.schedules`: betas (linear, cosine), :class:`NoiseSchedule`, Shift-DDPM k_t;
-- :mod:`.process`: q(x_t | x_0[, c]), the posterior, x_0 and eps predictions;
-- :mod:`.samplers`: ancestral DDPM and DDIM sampling from any ``eps_model(x_t, t)``;
-- :mod:`.unet` and :mod:`.shift_predictor`: the networks;
+- :mod:`.schedules`: betas (linear, cosine), :class:`NoiseSchedule`, Shift-DDPM k_t.
+- :mod:`.process`: q(x_t | x_0[, c]), the posterior, x_0 and eps predictions.
+- :mod:`.samplers`: ancestral DDPM and DDIM sampling from any ``eps_model(x_t, t)``.
+- :mod:`.unet` and :mod:`.shift_predictor`: the networks.
 - :mod:`.training`: loss, optimizer step, EMA, AdamW and its LR schedule.
 
 This package imports no plugin module. docs/models.md derives the formulas.

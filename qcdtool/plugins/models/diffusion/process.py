@@ -1,7 +1,7 @@
 """Forward process, posterior and predictions of plain DDPM and of Shift-DDPM.
 
 Every function takes an optional :class:`Shift`. Without it the formulas are
-those of Ho et al. 2020 (arXiv:2006.11239); with it they are the Shift-DDPM
+those of Ho et al. 2020 (arXiv:2006.11239). With it they are the Shift-DDPM
 versions derived in docs/models.md from the forward marginal of Zhang et al.
 2023 (arXiv:2302.02373),
 
@@ -10,8 +10,8 @@ versions derived in docs/models.md from the forward marginal of Zhang et al.
 The substitution y_t = x_t - k_t E(c) turns every Shift-DDPM formula into the
 plain one, which is how the code below computes them.
 
-Timestep tensors ``t`` hold one index in 0..T-1 per batch element (index
-``i`` is step ``t = i + 1``); see :mod:`.schedules`.
+Timestep tensors ``t`` contain one index in 0..T-1 per batch element, and
+index ``i`` is step ``t = i + 1`` (see :mod:`.schedules`).
 """
 
 from __future__ import annotations
@@ -32,23 +32,24 @@ EpsModel = Callable[[Tensor, Tensor], Tensor]
 class Shift:
     """The Shift-DDPM mean shift k_t E(c) of one batch.
 
-    ``k`` holds k_t for t = 1..T (from
-    :func:`~qcdtool.plugins.models.diffusion.schedules.shift_coefficients`);
-    ``E`` is the shift predictor's output E(c), shaped like the batch of x_t.
+    ``k`` contains k_t for t = 1..T, as
+    :func:`~qcdtool.plugins.models.diffusion.schedules.shift_coefficients`
+    returns it. ``E`` is the shift predictor's output E(c), shaped like the
+    batch of x_t.
     """
 
     k: Tensor
     E: Tensor
 
     def offset(self, t: Tensor) -> Tensor:
-        """Return k_t E(c) for each batch element; index -1 means t = 0, where k_0 = 0."""
+        """Return k_t E(c) for each batch element. Index -1 means t = 0, where k_0 = 0."""
         k_t = gather(self.k, t, self.E, boundary=0.0)
         return k_t * self.E
 
 
 @dataclass(frozen=True)
 class GaussianPosterior:
-    """Mean and variance of q(x_{t-1} | x_t, x_0[, c]); the variances are shaped (B, 1, ..., 1)."""
+    """Mean and variance of q(x_{t-1} | x_t, x_0[, c]), with variances shaped (B, 1, ..., 1)."""
 
     mean: Tensor
     variance: Tensor
@@ -76,7 +77,7 @@ def q_sample(
 ) -> Tensor:
     """Draw x_t ~ q(x_t | x_0[, c]) by reparameterization with the given standard-normal ``noise``.
 
-    Ho et al. 2020, eq. 4: x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps;
+    Ho et al. 2020, eq. 4: x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps.
     Shift-DDPM adds k_t E(c).
     """
     x_t = (
@@ -112,7 +113,7 @@ def q_posterior(
     Ho et al. 2020, eq. 6 and 7: mean = c_0 x_0 + c_t x_t with
     c_0 = sqrt(alpha_bar_{t-1}) beta_t / (1 - alpha_bar_t) and
     c_t = sqrt(alpha_t) (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t), variance beta_tilde_t.
-    Shift-DDPM adds (k_{t-1} - c_t k_t) E(c) to the mean; the variance is unchanged.
+    Shift-DDPM adds (k_{t-1} - c_t k_t) E(c) to the mean and keeps the variance.
     """
     coef_xt = gather(schedule.posterior_mean_coef_xt, t, x_t)
     mean = gather(schedule.posterior_mean_coef_x0, t, x_t) * x_0 + coef_xt * x_t
@@ -131,7 +132,7 @@ def predict_x0(
     """Return the x_0 that ``eps`` implies: eq. 4 of Ho et al. 2020 solved for x_0.
 
     x_0 = (x_t - k_t E(c) - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t), the
-    "predicted x_0" of Song et al. 2021 (DDIM, arXiv:2010.02502) eq. 9 with k_t = 0.
+    "predicted x_0" inside eq. 12 of Song et al. 2021 (DDIM, arXiv:2010.02502) when k_t = 0.
     """
     y_t = x_t if shift is None else x_t - shift.offset(t)
     return (y_t - gather(schedule.sqrt_one_minus_alpha_bar, t, x_t) * eps) / gather(
@@ -155,7 +156,7 @@ def posterior_mean_from_eps(
     """Return the mean of q(x_{t-1} | x_t, x_0[, c]) with x_0 implied by ``eps``.
 
     Ho et al. 2020, eq. 11: mu = (x_t - beta_t / sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_t).
-    Shift-DDPM adds (k_{t-1} - k_t / sqrt(alpha_t)) E(c) (docs/models.md); for
+    Shift-DDPM adds (k_{t-1} - k_t / sqrt(alpha_t)) E(c) (docs/models.md). For
     prior-shift this is (1 - 1 / sqrt(alpha_t)) E(c), eq. 15 of Zhang et al. 2023.
     """
     sqrt_alpha_t = gather(schedule.sqrt_alphas, t, x_t)
@@ -169,9 +170,9 @@ def posterior_mean_from_eps(
 def eps_from_shifted_noise(schedule: NoiseSchedule, noise_hat: Tensor, t: Tensor, shift: Shift) -> Tensor:
     """Turn a prediction of (x_t - sqrt(alpha_bar_t) x_0) / sqrt(1 - alpha_bar_t) into eps.
 
-    That quantity equals eps + k_t E(c) / sqrt(1 - alpha_bar_t). A network that
-    does not see the condition can predict it from x_t alone, because the x_0
-    it implies does not depend on E(c); the reference implementation of
+    That quantity equals eps + k_t E(c) / sqrt(1 - alpha_bar_t). The x_0 it
+    implies does not depend on E(c), so a network that does not see the
+    condition can predict it from x_t alone. The reference implementation of
     Zhang et al. 2023 parameterizes its network this way.
     """
     return noise_hat - shift.offset(t) / gather(schedule.sqrt_one_minus_alpha_bar, t, noise_hat)
@@ -187,7 +188,7 @@ def prior_sample(
 ) -> Tensor:
     """Draw x_T from the prior N(k_T E(c), I), or N(0, I) without a shift.
 
-    q(x_T | x_0, c) has mean sqrt(alpha_bar_T) x_0 + k_T E(c); the prior drops
+    q(x_T | x_0, c) has mean sqrt(alpha_bar_T) x_0 + k_T E(c). The prior drops
     the x_0 term, which a schedule makes negligible by driving alpha_bar_T to
     about zero. k_T is about 1 for prior-shift and about 0 for the other modes.
     """

@@ -99,7 +99,7 @@ def ddim_sample(
     """Run DDIM sampling over ``steps`` timesteps of :func:`ddim_timesteps`, starting from ``x_T``.
 
     Song et al. 2021 (arXiv:2010.02502), eq. 12 on the sub-sequence tau, with
-    sigma(eta) of eq. 16; in their notation alpha is our alpha_bar. For each
+    sigma(eta) of eq. 16. Their alpha is our alpha_bar. For each
     pair s = tau_{i-1} < t = tau_i:
 
         x_s = sqrt(alpha_bar_s) x0_hat + k_s E(c) + sqrt(1 - alpha_bar_s - sigma^2) eps + sigma z,
@@ -107,8 +107,8 @@ def ddim_sample(
 
     where the k_s E(c) term is the Shift-DDPM extension derived in
     docs/models.md. The last step goes to t = 0 (alpha_bar_0 = 1, k_0 = 0)
-    and returns x0_hat. ``eta = 0`` is deterministic given ``x_T``; ``eta = 1``
-    with all T steps is ancestral DDPM sampling.
+    and returns x0_hat. ``eta = 0`` is deterministic given ``x_T``, and
+    ``eta = 1`` with all T steps is ancestral DDPM sampling.
     """
     if eta < 0.0:
         raise ValueError(f"DDIM eta must be >= 0, got {eta}")
@@ -121,7 +121,7 @@ def ddim_sample(
         alpha_bar_t = gather(schedule.alpha_bar, t, x_t)
         alpha_bar_s = gather(schedule.alpha_bar, s, x_t, boundary=1.0)
 
-        # 1. eps and the x_0 it implies (DDIM eq. 9), optionally clamped.
+        # 1. eps and the x_0 it implies ("predicted x_0" in eq. 12), optionally clamped.
         eps = _predict_eps(eps_model, schedule, x_t, t, shift, x0_range)
         x0_hat = predict_x0(schedule, x_t, t, eps, shift)
 
@@ -130,7 +130,7 @@ def ddim_sample(
             (1.0 - alpha_bar_s) / (1.0 - alpha_bar_t) * (1.0 - alpha_bar_t / alpha_bar_s)
         )
 
-        # 3. x_s from eq. 12, shifted by k_s E(c); noise only where sigma > 0.
+        # 3. x_s from eq. 12, shifted by k_s E(c), with noise only where sigma > 0.
         direction = torch.sqrt((1.0 - alpha_bar_s - sigma**2).clamp(min=0.0)) * eps
         x_t = alpha_bar_s.sqrt() * x0_hat + direction
         if shift is not None:
@@ -151,7 +151,7 @@ def _predict_eps(
     shift: Shift | None,
     x0_range: tuple[float, float] | None,
 ) -> Tensor:
-    """Call the model; with ``x0_range``, return the eps of the clamped x_0 instead."""
+    """Call the model, and with ``x0_range`` return the eps of the clamped x_0 instead."""
     eps = eps_model(x_t, t)
     if eps.shape != x_t.shape:
         raise ValueError(f"eps_model returned shape {tuple(eps.shape)} for x_t of shape {tuple(x_t.shape)}")

@@ -3,7 +3,7 @@
 Timestep indices run from 0 to T-1 in code: index ``i`` is step ``t = i + 1``
 of Ho et al. 2020 (arXiv:2006.11239), so ``alpha_bar[i]`` is
 ``prod_{s <= t} alpha_s``. The boundary values at ``t = 0`` (``alpha_bar_0 = 1``,
-``k_0 = 0``) are never stored in a table; functions that need them take the
+``k_0 = 0``) are never stored in a table. Functions that need them take the
 index ``-1`` for ``t = 0``.
 
 All tables are float64 tensors on the CPU. :meth:`NoiseSchedule.to` moves them
@@ -25,7 +25,7 @@ def linear_betas(num_steps: int, beta_start: float = 1e-4, beta_end: float = 0.0
 
     The defaults are those of Ho et al. 2020 (arXiv:2006.11239, sec. 4), chosen
     there for T = 1000. With far fewer steps, alpha_bar_T stays well above zero
-    and the prior N(0, I) no longer matches q(x_T | x_0); use
+    and the prior N(0, I) no longer matches q(x_T | x_0). Use
     :func:`cosine_betas` or larger betas then.
     """
     _check_num_steps(num_steps)
@@ -79,7 +79,7 @@ class NoiseSchedule:
     sqrt_alphas: Tensor
     sqrt_alpha_bar: Tensor
     sqrt_one_minus_alpha_bar: Tensor
-    #: beta_tilde_t of eq. 7; zero at index 0, where x_0 is known exactly.
+    #: beta_tilde_t of eq. 7, zero at index 0, where x_0 is known exactly.
     posterior_variance: Tensor
     #: log beta_tilde_t with the zero at index 0 replaced by beta_tilde at index 1,
     #: so that it is finite everywhere (the value used at t = 1 never scales noise).
@@ -156,7 +156,7 @@ def shift_coefficients(schedule: NoiseSchedule, mode: ShiftMode | str) -> Tensor
     Zhang et al. 2023 (arXiv:2302.02373) diffuse with
     q(x_t | x_0, c) = N(sqrt(alpha_bar_t) x_0 + k_t E(c), (1 - alpha_bar_t) I)
     and name the three schedules of :class:`ShiftMode`. k_0 = 0 in every mode
-    because x_0 is the data itself; for ``data-normalization`` the formula
+    because x_0 is the data itself. For ``data-normalization`` the formula
     would give k_0 = -1, so the first transition carries the whole shift
     (see docs/models.md).
     """
@@ -174,7 +174,7 @@ def _parse_shift_mode(mode: ShiftMode | str) -> ShiftMode:
         return ShiftMode(mode)
     except ValueError:
         allowed = ", ".join(m.value for m in ShiftMode)
-        raise ValueError(f"unknown shift mode {mode!r}; expected one of: {allowed}") from None
+        raise ValueError(f"unknown shift mode {mode!r}, expected one of: {allowed}") from None
 
 
 def _check_num_steps(num_steps: int) -> None:

@@ -13,7 +13,7 @@ class ShiftPredictor(nn.Module):
     (GroupNorm, SiLU, 3x3 convolution) whose dilations double from block to
     block (1, 2, 4, ...), and by a GroupNorm, SiLU, 3x3 output convolution.
     The convolutions thus see 3 + 2 * 2**depth pixels (35 for depth 4) with
-    only depth + 2 layers; GroupNorm adds statistics of the whole image. Every
+    only depth + 2 layers, and GroupNorm adds statistics of the whole image. Every
     convolution keeps the image size, odd sizes included. The output
     convolution starts at zero, so E(c) = 0 and a fresh Shift-DDPM is a
     plain DDPM until training moves it.

@@ -3,7 +3,7 @@
 Everything random in a step (timesteps and noise) comes from the
 ``torch.Generator`` passed in, so a step is reproducible on the CPU given the
 generator's seed and the model's initial weights. Dropout, if the network
-has any, draws from torch's global generator; seed it too.
+has any, draws from torch's global generator, so seed that one too.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def diffusion_loss(
 ) -> Tensor:
     """Return the simplified DDPM loss of one batch, mean over all elements.
 
-    Ho et al. 2020 (arXiv:2006.11239), algorithm 1 and eq. 14:
+    Ho et al. 2020 (arXiv:2006.11239), algorithm 1 (their L_simple):
     || eps - eps_theta(x_t, t) ||^2 with t uniform in 1..T and x_t from eq. 4.
     With a :class:`Shift`, x_t carries k_t E(c), so gradients reach the shift
     predictor that produced ``shift.E`` through x_t (Zhang et al. 2023,
@@ -53,10 +53,10 @@ def diffusion_loss(
 
 @dataclass(frozen=True)
 class TrainingStepResult:
-    """What one optimizer step reports."""
+    """Loss, gradient norm and learning rate of one optimizer step."""
 
     loss: float
-    #: Total gradient norm before clipping; None when no clipping was asked for.
+    #: Total gradient norm before clipping, or None when no clipping was requested.
     grad_norm: float | None
     #: Learning rate of the first parameter group used in this step.
     lr: float
@@ -100,7 +100,7 @@ def training_step(
 
 
 def clip_gradients(parameters: Iterable[Tensor], max_norm: float) -> float:
-    """Scale gradients down to a total L2 norm of at most ``max_norm``; return the norm before.
+    """Scale gradients down to a total L2 norm of at most ``max_norm`` and return the norm before.
 
     Raises FloatingPointError when the norm is NaN or infinite, because a
     step with such gradients would destroy the weights.
@@ -110,7 +110,8 @@ def clip_gradients(parameters: Iterable[Tensor], max_norm: float) -> float:
     norm = float(torch.nn.utils.clip_grad_norm_(list(parameters), max_norm))
     if not math.isfinite(norm):
         raise FloatingPointError(
-            f"gradient norm is {norm}; the loss diverged (lower the learning rate or check the data for NaN)"
+            f"gradient norm is {norm}, so the loss diverged: "
+            "lower the learning rate or check the data for NaN"
         )
     return norm
 
@@ -199,8 +200,9 @@ class EMA:
     After each update, theta_ema <- d theta_ema + (1 - d) theta with
     d = min(decay, (1 + n) / (10 + n)) during warm-up, n being the number of
     earlier updates (the num_updates rule of TensorFlow's
-    ``tf.train.ExponentialMovingAverage``), so the average forgets the
-    random initial weights quickly. Buffers are copied, not averaged.
+    ``tf.train.ExponentialMovingAverage``). The random initial weights then
+    keep a share of only 1 / binomial(n + 9, 9) after n updates (1e-5 after
+    ten). Buffers are copied, not averaged.
     Sample with :attr:`module`.
     """
 
