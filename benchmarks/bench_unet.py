@@ -11,11 +11,11 @@ and in the bottleneck, GroupNorm with 8 groups, 2 input and 1 output
 channels. That gives equal parameter counts, and the script checks that
 they agree within 10%. Timings of the two networks are interleaved in one
 process and reported as medians, so that drifts of the machine's speed
-affect both alike. Peak memory is the largest amount of memory that
-torch's CPU allocator holds during one step above what it held before the
-step (activations, gradients and temporaries; weights and optimizer state
-exist before the step and are not counted), read from the "[memory]"
-events of a torch profiler trace. The resident set size of the process
+affect both alike. Peak memory is the largest growth of the memory that
+torch's CPU allocator has handed out during one step, over what was
+allocated before the step, read from the "[memory]" events of a torch
+profiler trace. It counts activations, gradients and temporaries, but not
+weights and optimizer state, which exist before the step. The resident set size of the process
 proved useless for this on the machine measured, because it depended on
 what earlier work had done to the system's memory.
 

@@ -3,7 +3,8 @@
 Samplers know nothing of the network: they call ``eps_model(x_t, t)`` with a
 batch of timestep indices ``t`` (0..T-1, see :mod:`.schedules`) and expect
 eps_theta(x_t, t) back. A conditional model closes over its condition.
-Sampling runs without autograd.
+Sampling runs without autograd but leaves the network's mode alone, so put
+a network with dropout into eval mode first.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def ddpm_sample(
     first, as is common for data scaled to [-1, 1].
     """
     num_steps = schedule.num_steps
+    schedule = schedule.to(x_T.device)
     x_t = x_T
     for step, index in enumerate(range(num_steps - 1, -1, -1), start=1):
         t = torch.full((x_t.shape[0],), index, dtype=torch.long, device=x_t.device)
@@ -114,6 +116,7 @@ def ddim_sample(
         raise ValueError(f"DDIM eta must be >= 0, got {eta}")
     timesteps = ddim_timesteps(schedule.num_steps, steps).tolist()
     previous = [-1, *timesteps[:-1]]
+    schedule = schedule.to(x_T.device)
     x_t = x_T
     for step, (index, prev_index) in enumerate(zip(reversed(timesteps), reversed(previous), strict=True), 1):
         t = torch.full((x_t.shape[0],), index, dtype=torch.long, device=x_t.device)
