@@ -346,10 +346,67 @@ class MetricValue:
     note: str = ""
 
 
+@dataclass(frozen=True)
+class SampleSet:
+    """What one model generated on the test conditions, with the truth and labels.
+
+    Images are in the dataset's intensity units: ``conditions`` and
+    ``truth`` (n, C, H, W), ``generated`` (n, K, C, H, W) with K samples per
+    condition. ``labels`` holds ``config_id``, ``flavour`` and
+    ``hadronization`` (n,). ``image`` holds the imager's description
+    attributes (``axes``, ``extents``, ``units``, ``intensity``, ``channels``).
+    """
+
+    model: str
+    plugin: str
+    direction: Direction
+    conditions: NDArray[np.float32]
+    truth: NDArray[np.float32]
+    generated: NDArray[np.float32]
+    labels: Mapping[str, NDArray[np.generic]]
+    image: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class References:
+    """Data a metric may use beyond the samples: the dataset's own image pairs.
+
+    ``train`` and ``test`` are the image pairs of the model's imager and
+    direction in the training and test sets (read lazily), for example to
+    train a classifier of configurations on true images or to split the true
+    hadronizations of a configuration into two halves for a truth-vs-truth
+    baseline.
+    """
+
+    train: ImagePairs
+    test: ImagePairs
+    seed: int
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    """Named values of one metric for one model, with optional figures and tables.
+
+    ``figures`` maps a name to a matplotlib Figure; the core saves each as
+    PNG and PDF and embeds it in the report. ``tables`` maps a name to rows
+    of cells (the first row is the header), e.g. a confusion matrix.
+    """
+
+    values: Mapping[str, MetricValue]
+    figures: Mapping[str, Any] = field(default_factory=dict)
+    tables: Mapping[str, list[list[str]]] = field(default_factory=dict)
+
+
 class Metric(Plugin):
     """Scores generated images against the truth."""
 
     kind: ClassVar[PluginKind] = PluginKind.METRIC
+    #: Directions the metric makes sense for; the core skips it for the others.
+    directions: ClassVar[frozenset[Direction]] = frozenset({Direction.FORWARD, Direction.INVERSE})
+
+    def compute(self, samples: SampleSet, references: References) -> MetricResult:
+        """Score one model's samples."""
+        raise NotImplementedError
 
 
 #: The registration callable handed to every ``register_<kind>s`` hook.
