@@ -206,8 +206,12 @@ def emit_fastjet_banner(target: str | os.PathLike[str] | int = os.devnull) -> No
 def _awkward_events(particles: ParticleBatch, events: IntArray) -> ak.Array:
     """Four-momenta of the given events as the jagged record array fastjet reads."""
     counts = particles.counts[events]
-    index = ranges_index(particles.offsets[events], counts)
-    fields = [ak.contents.NumpyArray(getattr(particles, name)[index]) for name in _FOUR_MOMENTUM]
+    if len(events) == len(particles):
+        columns = [getattr(particles, name) for name in _FOUR_MOMENTUM]  # every event: no gather needed
+    else:
+        index = ranges_index(particles.offsets[events], counts)
+        columns = [getattr(particles, name)[index] for name in _FOUR_MOMENTUM]
+    fields = [ak.contents.NumpyArray(column) for column in columns]
     content = ak.contents.RecordArray(fields, list(_FOUR_MOMENTUM))
     return ak.Array(ak.contents.ListOffsetArray(ak.index.Index64(offsets_from_counts(counts)), content))
 
