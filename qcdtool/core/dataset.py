@@ -270,7 +270,7 @@ _EMPTY_COMMIT: dict[str, Any] = {"units_done": 0, "rows": 0, "totals": {}, "coun
 
 
 def read_commit(file: h5py.File) -> dict[str, Any]:
-    """What the writer last committed: units_done, rows, totals and counters."""
+    """Return what the writer last committed: units_done, rows, totals and counters."""
     commit = json.loads(str(file.attrs.get("commit", json.dumps(_EMPTY_COMMIT))))
     return {**_EMPTY_COMMIT, **commit}
 
@@ -504,7 +504,7 @@ class Dataset:
         return list(self.file["images"].keys())
 
     def column(self, name: str, rows: slice | NDArray[np.int64] = slice(None)) -> NDArray[Any]:
-        """An event column (config_id, flavour, hadronization) for the given rows."""
+        """Read an event column (config_id, flavour, hadronization) for the given rows."""
         return np.asarray(self.file["events"][name][: self._rows][rows])
 
     def particles(self, level: str, rows: slice = slice(None)) -> ParticleBatch:
@@ -539,7 +539,7 @@ class Dataset:
         return gather_jets(particles, self.jet_columns(level, rows), indices, offsets)
 
     def images(self, label: str, level: str) -> h5py.Dataset:
-        """The (n, C, H, W) image table of one imager and level, unread (slice it to read)."""
+        """Return the (n, C, H, W) image table of one imager and level, unread (slice it to read)."""
         if label not in self.file["images"]:
             raise DatasetError(
                 f"{self.path} has no images of imager '{label}'; it has: {', '.join(self.image_labels) or 'none'}"
@@ -547,7 +547,7 @@ class Dataset:
         return self.file["images"][label][level]
 
     def image_attrs(self, label: str) -> dict[str, Any]:
-        """The description and parameters stored with one imager's images."""
+        """Read the description and parameters stored with one imager's images."""
         self.images(label, "parton")
         attrs = dict(self.file["images"][label].attrs)
         attrs["params"] = json.loads(str(attrs.get("params", "{}")))

@@ -73,7 +73,7 @@ class Shard:
         return cls(index, count)
 
     def select(self, units: Sequence[WorkUnit]) -> list[WorkUnit]:
-        """The contiguous run of units that belongs to this shard."""
+        """Return the contiguous run of units that belongs to this shard."""
         start = (self.index - 1) * len(units) // self.count
         stop = self.index * len(units) // self.count
         return list(units[start:stop])
@@ -95,7 +95,7 @@ class GenerateOptions:
 
 
 def dataset_path(spec: RunSpec, options: GenerateOptions) -> Path:
-    """Where the dataset (or the shard) is written."""
+    """Return the path of the dataset (or shard) file to write."""
     if options.output is not None:
         return options.output
     if options.shard is not None:
@@ -120,7 +120,7 @@ def _hash(spec: RunSpec, n_events: int | None, parts: tuple[str, ...]) -> str:
 
 
 def jet_settings(spec: RunSpec) -> JetSettings:
-    """The core jet settings from the spec's [jets] table."""
+    """Build the core jet settings from the spec's [jets] table."""
     jets = spec.jets
     return JetSettings(
         algorithm=jets.algorithm,
@@ -345,7 +345,7 @@ def _reuse_existing(
     with Dataset(path) as dataset:
         if dataset.attrs.get("events_hash") != events_hash(spec, options.n_events):
             raise DatasetError(
-                f"{path} exists and holds events of a different spec (seed, generator, jets or event count "
+                f"{path} exists and contains events of a different spec (seed, generator, jets or event count "
                 "differ); remove it or choose another [run] name or --output"
             )
         plan = plan_images(dataset, processor.imagers)
@@ -430,7 +430,7 @@ def _create_writer(
 
 
 def generate_stage(context: StageContext) -> str:
-    """The pipeline's generate stage: make or resume the run's dataset.h5."""
+    """Run the pipeline's generate stage: make, resume or complete the run's dataset.h5."""
     options = GenerateOptions(workers=context.options.workers, resume=True, verbosity=context.verbosity)
     _, summary = generate_dataset(context.spec, options, context.on_progress)
     return summary

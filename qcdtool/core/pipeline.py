@@ -1,8 +1,8 @@
 """The stages of ``qcdtool run`` and the run folder they share.
 
 Stages run in a fixed order: generate (events, jets and images), train,
-sample, evaluate. A stage that this installation cannot run yet says so and
-ends the run there; it never writes stand-in output.
+sample, evaluate. A stage that this installation cannot run yet reports that
+and ends the run there. It never writes stand-in output.
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def _stages() -> list[Stage]:
 def prepare_run_dir(spec: RunSpec) -> Path:
     """Create the run folder and write the resolved spec and the environment record.
 
-    Refuses a folder that holds a different resolved spec, so that results
+    Rejects a folder that contains a different resolved spec, so that results
     of one spec are never mixed with another's.
     """
     run_dir = spec.run_dir
@@ -109,7 +109,7 @@ def prepare_run_dir(spec: RunSpec) -> Path:
     spec_file = run_dir / RESOLVED_SPEC
     if spec_file.exists() and spec_file.read_text(encoding="utf-8") != resolved:
         raise QcdtoolError(
-            f"{run_dir} holds a run of a different spec ({spec_file} differs from this spec); "
+            f"{run_dir} contains a run of a different spec ({spec_file} differs from this spec); "
             "choose another [run] name or output folder, or remove the old run folder"
         )
     run_dir.mkdir(parents=True, exist_ok=True)

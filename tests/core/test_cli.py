@@ -97,7 +97,7 @@ def test_run_refuses_other_spec(tmp_path: Path, run_cli: Callable[..., Result]) 
     spec.write_text(SMALL_SPEC.replace("hadronizations = 50", "hadronizations = 60"))
     result = run_cli("run", str(spec))
     assert result.exit_code == 2
-    assert "holds a run of a different spec" in result.stderr
+    assert "contains a run of a different spec" in result.stderr
 
 
 def test_installed_script_runs(tmp_path: Path) -> None:

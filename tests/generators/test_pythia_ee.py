@@ -161,7 +161,7 @@ def test_failed_hadronizations_counted(monkeypatch: pytest.MonkeyPatch) -> None:
     restore_cls = pythia_ee._restore_hook_class()
 
     class BreakEveryThird(restore_cls):  # type: ignore[misc, valid-type]
-        """Restore the record, then on every third event give one parton a colour nobody carries."""
+        """Restore the record, then on every third event give one parton a colour tag that no other parton carries."""
 
         def onBeginEvent(self) -> None:
             super().onBeginEvent()

@@ -56,9 +56,7 @@ def condition_on_last(
 
 @pytest.mark.parametrize("mode", MODES, ids=MODE_IDS)
 @pytest.mark.parametrize("t", [0, 1, 24, 49])
-def test_posterior_matches_gaussian_conditioning(
-    schedule: NoiseSchedule, mode: ShiftMode | None, t: int
-) -> None:
+def test_posterior_matches_gaussian_conditioning(schedule: NoiseSchedule, mode: ShiftMode | None, t: int) -> None:
     generator = torch.Generator().manual_seed(100 + t)
     x_0, E, x_t = (torch.randn(SHAPE, generator=generator, dtype=torch.float64) for _ in range(3))
     steps = torch.full((SHAPE[0],), t)
@@ -73,9 +71,7 @@ def test_posterior_matches_gaussian_conditioning(
     pixels = int(np.prod(SHAPE[1:]))
     eye = np.eye(pixels)
     var_prev = 1.0 - alpha_bar[step - 1]
-    cov = np.block(
-        [[var_prev * eye, a * var_prev * eye], [a * var_prev * eye, (a * a * var_prev + beta) * eye]]
-    )
+    cov = np.block([[var_prev * eye, a * var_prev * eye], [a * var_prev * eye, (a * a * var_prev + beta) * eye]])
     for image in range(SHAPE[0]):
         x0_i, E_i, xt_i = (v[image].flatten().numpy() for v in (x_0, E, x_t))
         mean_prev = np.sqrt(alpha_bar[step - 1]) * x0_i + k[step - 1] * E_i

@@ -81,9 +81,7 @@ def test_ddpm_optimal_denoiser_recovers_data(schedule_1000: NoiseSchedule, mode:
     shift = make_shift(schedule_1000, mode, N_SAMPLES)
     eps_model = optimal_eps_model(schedule_1000, shift)
     generator = torch.Generator().manual_seed(11)
-    samples = ddpm_sample(
-        eps_model, schedule_1000, prior(schedule_1000, shift, 1), shift=shift, generator=generator
-    )
+    samples = ddpm_sample(eps_model, schedule_1000, prior(schedule_1000, shift, 1), shift=shift, generator=generator)
     # Exact moment propagation puts the variance of this chain 0.8% below s^2 (posterior variance
     # beta_tilde ignores Var[x_0 | x_t]); its standard error over 32000 values is 0.8%.
     assert_recovers_data(samples, variance_rtol=0.04)
@@ -121,9 +119,7 @@ def test_ddim_eta1_matches_ddpm_distribution(schedule_100: NoiseSchedule, mode: 
     # Two independent sample sets: four standard errors of a difference of means and of variances.
     n = N_SAMPLES
     torch.testing.assert_close(ddim.mean(0), ddpm.mean(0), rtol=0.0, atol=4 * (2 * DATA_VARIANCE / n) ** 0.5)
-    torch.testing.assert_close(
-        ddim.var(0), ddpm.var(0), rtol=0.0, atol=4 * DATA_VARIANCE * (4 / (n - 1)) ** 0.5
-    )
+    torch.testing.assert_close(ddim.var(0), ddpm.var(0), rtol=0.0, atol=4 * DATA_VARIANCE * (4 / (n - 1)) ** 0.5)
 
 
 @pytest.mark.parametrize("mode", MODES, ids=MODE_IDS)
@@ -150,9 +146,7 @@ def test_ddim_eta0_deterministic(schedule_100: NoiseSchedule, mode: ShiftMode | 
     shift = make_shift(schedule_100, mode, N_SAMPLES)
     eps_model = optimal_eps_model(schedule_100, shift)
     x_T = prior(schedule_100, shift, 9)
-    first = ddim_sample(
-        eps_model, schedule_100, x_T, steps=20, shift=shift, generator=torch.Generator().manual_seed(1)
-    )
+    first = ddim_sample(eps_model, schedule_100, x_T, steps=20, shift=shift, generator=torch.Generator().manual_seed(1))
     second = ddim_sample(
         eps_model, schedule_100, x_T, steps=20, shift=shift, generator=torch.Generator().manual_seed(2)
     )
@@ -163,9 +157,7 @@ def test_ddim_x0_range_clamps_output(schedule_100: NoiseSchedule) -> None:
     def far_eps_model(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return torch.full_like(x_t, -50.0)
 
-    samples = ddim_sample(
-        far_eps_model, schedule_100, prior(schedule_100, None, 10), steps=10, x0_range=(-1.0, 1.0)
-    )
+    samples = ddim_sample(far_eps_model, schedule_100, prior(schedule_100, None, 10), steps=10, x0_range=(-1.0, 1.0))
     assert samples.abs().max().item() <= 1.0
 
 

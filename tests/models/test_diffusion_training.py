@@ -71,9 +71,7 @@ def test_loss_zero_for_true_noise(schedule: NoiseSchedule, mode: ShiftMode | Non
 
 def test_loss_of_zero_predictor_near_one(schedule: NoiseSchedule) -> None:
     x_0 = torch.zeros(256, 1, 8, 8)
-    loss = diffusion_loss(
-        lambda x, t: torch.zeros_like(x), schedule, x_0, generator=torch.Generator().manual_seed(3)
-    )
+    loss = diffusion_loss(lambda x, t: torch.zeros_like(x), schedule, x_0, generator=torch.Generator().manual_seed(3))
     # E[eps^2] = 1; 16384 values give a standard error of about 0.011.
     assert loss.item() == pytest.approx(1.0, abs=0.05)
 
@@ -107,9 +105,7 @@ def train(schedule: NoiseSchedule, steps: int, seed: int) -> tuple[list[float], 
         x_0 = torch.randn(16, 1, 8, 8, generator=data)
         condition = x_0 + 0.1 * torch.randn(16, 1, 8, 8, generator=data)
 
-        def eps_model(
-            x_t: torch.Tensor, t: torch.Tensor, condition: torch.Tensor = condition
-        ) -> torch.Tensor:
+        def eps_model(x_t: torch.Tensor, t: torch.Tensor, condition: torch.Tensor = condition) -> torch.Tensor:
             out: torch.Tensor = unet(torch.cat([x_t, condition], dim=1), t)
             return out
 

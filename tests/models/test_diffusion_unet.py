@@ -46,9 +46,7 @@ def expected_parameters(config: UNetConfig) -> int:
     """Count the parameters of the documented architecture, layer by layer."""
     base, time_channels = config.base_channels, 4 * config.base_channels
     widths = [base * mult for mult in config.channel_mults]
-    total = (
-        linear(base, time_channels) + linear(time_channels, time_channels) + conv(3, config.in_channels, base)
-    )
+    total = linear(base, time_channels) + linear(time_channels, time_channels) + conv(3, config.in_channels, base)
 
     skips, current = [base], base
     for level, width in enumerate(widths):
@@ -136,9 +134,7 @@ def test_unet_gradients_reach_input_conv() -> None:
 def test_unet_parameters_tiny_config() -> None:
     # Worked by hand: time MLP 1344, input conv 80, one down block 1464, bottleneck 2928,
     # two up blocks of 2192 (16 -> 8 channels with a 1x1 shortcut), output head 89.
-    config = UNetConfig(
-        1, 1, base_channels=8, channel_mults=(1,), num_res_blocks=1, mid_attention=False, norm_groups=4
-    )
+    config = UNetConfig(1, 1, base_channels=8, channel_mults=(1,), num_res_blocks=1, mid_attention=False, norm_groups=4)
     assert count_parameters(UNet(config)) == 10289
 
 

@@ -16,7 +16,7 @@ from qcdtool.core.train import SamplingOptions, find_model, sample_model, train_
 
 
 def training_progress(state: CliState, label: str) -> tuple[Progress, object]:
-    """A progress bar over training steps that shows the loss and images/s."""
+    """Make a progress bar over training steps that shows the loss and images/s."""
     progress = Progress(
         TextColumn(f"training {label}"),
         BarColumn(),

@@ -278,7 +278,7 @@ class PythiaEE(Generator):
 
     def _run_rehadronize(self, unit: WorkUnit, config: int, group: int, first: int, seed: int) -> EventBatch:
         # 1. The parton-level configuration: always regenerated from its own
-        #    seed, so every unit of this configuration sees the same record.
+        #    seed, so every unit of this configuration gets the same record.
         pythia = self._parton_instance(group)
         pythia.rndm.init(derive_seed(seed, "pythia-ee", "parton", config))
         if not pythia.next():
@@ -382,7 +382,7 @@ def _first_per_event(
 
 
 def _next_calls(pythia: Any) -> int:
-    """How many times ``next()`` has been called: PYTHIA's event counter 3."""
+    """Return how many times ``next()`` has been called (PYTHIA's event counter 3)."""
     return int(pythia.infoPython().getCounter(3))
 
 

@@ -72,18 +72,13 @@ def gather(values: Tensor, t: Tensor, like: Tensor, boundary: float | None = Non
     return picked.to(like.dtype).reshape(-1, *([1] * (like.ndim - 1)))
 
 
-def q_sample(
-    schedule: NoiseSchedule, x_0: Tensor, t: Tensor, noise: Tensor, shift: Shift | None = None
-) -> Tensor:
+def q_sample(schedule: NoiseSchedule, x_0: Tensor, t: Tensor, noise: Tensor, shift: Shift | None = None) -> Tensor:
     """Draw x_t ~ q(x_t | x_0[, c]) by reparameterization with the given standard-normal ``noise``.
 
     Ho et al. 2020, eq. 4: x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps.
     Shift-DDPM adds k_t E(c).
     """
-    x_t = (
-        gather(schedule.sqrt_alpha_bar, t, x_0) * x_0
-        + gather(schedule.sqrt_one_minus_alpha_bar, t, x_0) * noise
-    )
+    x_t = gather(schedule.sqrt_alpha_bar, t, x_0) * x_0 + gather(schedule.sqrt_one_minus_alpha_bar, t, x_0) * noise
     if shift is not None:
         x_t = x_t + shift.offset(t)
     return x_t
@@ -126,28 +121,20 @@ def q_posterior(
     )
 
 
-def predict_x0(
-    schedule: NoiseSchedule, x_t: Tensor, t: Tensor, eps: Tensor, shift: Shift | None = None
-) -> Tensor:
+def predict_x0(schedule: NoiseSchedule, x_t: Tensor, t: Tensor, eps: Tensor, shift: Shift | None = None) -> Tensor:
     """Return the x_0 that ``eps`` implies: eq. 4 of Ho et al. 2020 solved for x_0.
 
     x_0 = (x_t - k_t E(c) - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t), the
     "predicted x_0" inside eq. 12 of Song et al. 2021 (DDIM, arXiv:2010.02502) when k_t = 0.
     """
     y_t = x_t if shift is None else x_t - shift.offset(t)
-    return (y_t - gather(schedule.sqrt_one_minus_alpha_bar, t, x_t) * eps) / gather(
-        schedule.sqrt_alpha_bar, t, x_t
-    )
+    return (y_t - gather(schedule.sqrt_one_minus_alpha_bar, t, x_t) * eps) / gather(schedule.sqrt_alpha_bar, t, x_t)
 
 
-def predict_eps(
-    schedule: NoiseSchedule, x_t: Tensor, t: Tensor, x_0: Tensor, shift: Shift | None = None
-) -> Tensor:
+def predict_eps(schedule: NoiseSchedule, x_t: Tensor, t: Tensor, x_0: Tensor, shift: Shift | None = None) -> Tensor:
     """Return the eps that takes ``x_0`` to ``x_t``: the inverse of :func:`predict_x0`."""
     y_t = x_t if shift is None else x_t - shift.offset(t)
-    return (y_t - gather(schedule.sqrt_alpha_bar, t, x_t) * x_0) / gather(
-        schedule.sqrt_one_minus_alpha_bar, t, x_t
-    )
+    return (y_t - gather(schedule.sqrt_alpha_bar, t, x_t) * x_0) / gather(schedule.sqrt_one_minus_alpha_bar, t, x_t)
 
 
 def posterior_mean_from_eps(

@@ -129,9 +129,7 @@ def ddim_sample(
         x0_hat = predict_x0(schedule, x_t, t, eps, shift)
 
         # 2. sigma(eta) (eq. 16).
-        sigma = eta * torch.sqrt(
-            (1.0 - alpha_bar_s) / (1.0 - alpha_bar_t) * (1.0 - alpha_bar_t / alpha_bar_s)
-        )
+        sigma = eta * torch.sqrt((1.0 - alpha_bar_s) / (1.0 - alpha_bar_t) * (1.0 - alpha_bar_t / alpha_bar_s))
 
         # 3. x_s from eq. 12, shifted by k_s E(c), with noise only where sigma > 0.
         direction = torch.sqrt((1.0 - alpha_bar_s - sigma**2).clamp(min=0.0)) * eps

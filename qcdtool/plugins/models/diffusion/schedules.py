@@ -31,8 +31,7 @@ def linear_betas(num_steps: int, beta_start: float = 1e-4, beta_end: float = 0.0
     _check_num_steps(num_steps)
     if not 0.0 < beta_start <= beta_end < 1.0:
         raise ValueError(
-            f"linear betas need 0 < beta_start <= beta_end < 1, got beta_start={beta_start}, "
-            f"beta_end={beta_end}"
+            f"linear betas need 0 < beta_start <= beta_end < 1, got beta_start={beta_start}, beta_end={beta_end}"
         )
     return torch.linspace(beta_start, beta_end, num_steps, dtype=torch.float64)
 
@@ -92,13 +91,9 @@ class NoiseSchedule:
         """Derive every table from ``betas`` (1-D, at least two steps, each in (0, 1))."""
         betas = torch.as_tensor(betas, dtype=torch.float64).detach().cpu()
         if betas.ndim != 1 or betas.numel() < 2:
-            raise ValueError(
-                f"betas must be a 1-D tensor of at least 2 steps, got shape {tuple(betas.shape)}"
-            )
+            raise ValueError(f"betas must be a 1-D tensor of at least 2 steps, got shape {tuple(betas.shape)}")
         if not bool(torch.all((betas > 0.0) & (betas < 1.0))):
-            raise ValueError(
-                f"every beta must lie in (0, 1), got min {betas.min().item()}, max {betas.max().item()}"
-            )
+            raise ValueError(f"every beta must lie in (0, 1), got min {betas.min().item()}, max {betas.max().item()}")
 
         # 1. alpha_t and alpha_bar_t (Ho et al., sec. 2), alpha_bar_0 = 1.
         alphas = 1.0 - betas
@@ -107,9 +102,7 @@ class NoiseSchedule:
 
         # 2. Posterior variance beta_tilde_t (eq. 7) and its log, clipped at t = 1.
         posterior_variance = betas * (1.0 - alpha_bar_prev) / (1.0 - alpha_bar)
-        posterior_log_variance_clipped = torch.log(
-            torch.cat([posterior_variance[1:2], posterior_variance[1:]])
-        )
+        posterior_log_variance_clipped = torch.log(torch.cat([posterior_variance[1:2], posterior_variance[1:]]))
 
         # 3. Posterior mean coefficients of x_0 and x_t (eq. 7).
         posterior_mean_coef_x0 = torch.sqrt(alpha_bar_prev) * betas / (1.0 - alpha_bar)

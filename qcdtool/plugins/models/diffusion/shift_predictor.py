@@ -32,9 +32,7 @@ class ShiftPredictor(nn.Module):
             raise ValueError(f"ShiftPredictor norm_groups={norm_groups} must divide width={width}")
         self.stem = nn.Conv2d(in_channels, width, 3, padding=1)
         self.norms = nn.ModuleList(nn.GroupNorm(norm_groups, width) for _ in range(depth))
-        self.convs = nn.ModuleList(
-            nn.Conv2d(width, width, 3, padding=2**i, dilation=2**i) for i in range(depth)
-        )
+        self.convs = nn.ModuleList(nn.Conv2d(width, width, 3, padding=2**i, dilation=2**i) for i in range(depth))
         self.output_norm = nn.GroupNorm(norm_groups, width)
         self.output_conv = nn.Conv2d(width, out_channels, 3, padding=1)
         nn.init.zeros_(self.output_conv.weight)

@@ -110,8 +110,7 @@ def clip_gradients(parameters: Iterable[Tensor], max_norm: float) -> float:
     norm = float(torch.nn.utils.clip_grad_norm_(list(parameters), max_norm))
     if not math.isfinite(norm):
         raise FloatingPointError(
-            f"gradient norm is {norm}, so the loss diverged: "
-            "lower the learning rate or check the data for NaN"
+            f"gradient norm is {norm}, so the loss diverged: lower the learning rate or check the data for NaN"
         )
     return norm
 
@@ -169,8 +168,7 @@ class WarmupLR(LRScheduler):
             raise ValueError(f"after_warmup must be 'constant' or 'cosine', got {after_warmup!r}")
         if after_warmup == "cosine" and (total_steps is None or total_steps <= warmup_steps):
             raise ValueError(
-                f"cosine decay needs total_steps > warmup_steps = {warmup_steps}, "
-                f"got total_steps={total_steps}"
+                f"cosine decay needs total_steps > warmup_steps = {warmup_steps}, got total_steps={total_steps}"
             )
         if not 0.0 <= min_lr_ratio <= 1.0:
             raise ValueError(f"min_lr_ratio must lie in [0, 1], got {min_lr_ratio}")

@@ -59,8 +59,7 @@ class UNetConfig:
         bad_levels = [level for level in self.attention_levels if not 0 <= level < levels]
         if bad_levels:
             raise ValueError(
-                f"UNetConfig.attention_levels {self.attention_levels} has levels outside "
-                f"0..{levels - 1}: {bad_levels}"
+                f"UNetConfig.attention_levels {self.attention_levels} has levels outside 0..{levels - 1}: {bad_levels}"
             )
         for channels in self.level_channels:
             if channels % self.norm_groups != 0:
@@ -114,9 +113,7 @@ def sinusoidal_embedding(t: Tensor, channels: int) -> Tensor:
 class ResidualBlock(nn.Module):
     """GroupNorm, SiLU, 3x3 conv, add the projected time embedding, repeat, add the shortcut."""
 
-    def __init__(
-        self, in_channels: int, out_channels: int, time_channels: int, groups: int, dropout: float
-    ) -> None:
+    def __init__(self, in_channels: int, out_channels: int, time_channels: int, groups: int, dropout: float) -> None:
         super().__init__()
         self.norm1 = nn.GroupNorm(groups, in_channels)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
@@ -249,18 +246,14 @@ class UNet(nn.Module):
         )
         if level not in config.attention_levels:
             return block
-        return _BlockWithAttention(
-            block, SelfAttention(out_channels, config.attention_heads, config.norm_groups)
-        )
+        return _BlockWithAttention(block, SelfAttention(out_channels, config.attention_heads, config.norm_groups))
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         config = self.config
         if x.ndim != 4 or x.shape[1] != config.in_channels:
             raise ValueError(f"UNet expects (B, {config.in_channels}, H, W) input, got {tuple(x.shape)}")
         if t.shape != (x.shape[0],):
-            raise ValueError(
-                f"UNet expects one timestep per image, shape ({x.shape[0]},), got {tuple(t.shape)}"
-            )
+            raise ValueError(f"UNet expects one timestep per image, shape ({x.shape[0]},), got {tuple(t.shape)}")
         height, width = x.shape[-2:]
 
         # 1. Pad to a multiple of size_multiple (zeros, odd pixel at the bottom and right).
