@@ -25,7 +25,6 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import Field
 
-from qcdtool.core import kinematics
 from qcdtool.core.contracts import (
     ImageDescription,
     Imager,
@@ -111,7 +110,8 @@ def eta_phi_coordinates(jets: JetBatch) -> tuple[NDArray[np.float64], NDArray[np
 
     Delta phi is the signed angle from the axis to the constituent in the
     transverse plane, ``atan2(a x p, a . p)``, which needs no 2 pi wrap and
-    keeps full precision near +-pi; ``wrap_phi`` then maps an exact -pi to +pi.
+    keeps full precision near +-pi. atan2 returns values in [-pi, pi], so
+    only an exact -pi needs mapping to +pi to land in (-pi, pi].
     An empty jet has a zero axis and a jet along the beam an infinite eta:
     both give NaN offsets, which pixelize counts as dropped.
     """
@@ -127,7 +127,8 @@ def eta_phi_coordinates(jets: JetBatch) -> tuple[NDArray[np.float64], NDArray[np
         delta_eta = eta - axis_eta[entry]
 
     ax, ay = ax[entry], ay[entry]
-    delta_phi = kinematics.wrap_phi(np.arctan2(ax * c.py - ay * c.px, ax * c.px + ay * c.py))
+    delta_phi = np.arctan2(ax * c.py - ay * c.px, ax * c.px + ay * c.py)
+    delta_phi[delta_phi == -np.pi] = np.pi
     return delta_eta, delta_phi
 
 
