@@ -197,6 +197,8 @@ def jet_columns(jets: LevelJets, rows: np.ndarray) -> JetColumns:
 
 
 def _take_events(events: EventBatch, rows: np.ndarray) -> EventBatch:
+    if len(rows) == len(events):
+        return events  # rows are ascending and unique, so these are all events in order
     return EventBatch(
         config_id=events.config_id[rows],
         flavour=events.flavour[rows],
