@@ -563,16 +563,18 @@ def find_jet_pairs(
         raise ValueError(f"parton level has {len(parton)} events, hadron level {len(hadron)}")
 
     # 1. Parton level: the leading jet, once per distinct configuration.
-    if parton_configuration is None:
-        representative, copies = np.arange(len(parton), dtype=np.int64), None
-    else:
-        _, representative, copies = np.unique(parton_configuration, return_index=True, return_inverse=True)
-    distinct = parton if copies is None else parton.take(representative)
+    copies: IntArray | None = None
+    distinct = parton
+    if parton_configuration is not None:
+        _, representative, inverse = np.unique(parton_configuration, return_index=True, return_inverse=True)
+        if len(representative) < len(parton):
+            copies = inverse.astype(np.int64)
+            distinct = parton.take(representative)
     parton_jets = cluster_jets(distinct, settings)
     parton_choice = leading_jet(parton_jets, settings)
     parton_level = _select_jets(parton_jets, parton_choice, parton_jets.rejection)
     if copies is not None:
-        parton_level = parton_level.take(copies.astype(np.int64))
+        parton_level = parton_level.take(copies)
 
     # 2. Hadron level: the matched or the leading jet.
     hadron_jets = cluster_jets(hadron, settings)
