@@ -636,8 +636,28 @@ def merge_shards(output: Path, inputs: list[Path]) -> tuple[int, int]:
 
     ordered = [seen[index] for index in range(1, count + 1)]
     tmp = output.with_name(output.name + ".partial")
+    # An empty shard (a job-array task with no units) lacks the per-image
+    # columns that imagers add with their first rows, so the layout comes
+    # from the first shard that has events.
+    template = next((path for path in ordered if _rows_of(path) > 0), ordered[0])
+    try:
+        total_rows = _merge_into(tmp, template, ordered)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    tmp.replace(output)
+    return count, total_rows
+
+
+def _rows_of(path: Path) -> int:
+    with h5py.File(path, "r") as file:
+        return int(read_commit(file)["rows"])
+
+
+def _merge_into(tmp: Path, template: Path, ordered: list[Path]) -> int:
+    """Write the shards ``ordered`` into ``tmp`` with the layout of ``template``; return the rows."""
     total_rows = 0
-    with h5py.File(ordered[0], "r") as first_file, h5py.File(tmp, "w", track_order=True) as out:
+    with h5py.File(template, "r") as first_file, h5py.File(tmp, "w", track_order=True) as out:
         for key, value in first_file.attrs.items():
             out.attrs[key] = value
         first_file.visititems(lambda name, obj: _copy_empty(out, name, obj))
@@ -649,7 +669,8 @@ def merge_shards(output: Path, inputs: list[Path]) -> tuple[int, int]:
             with h5py.File(path, "r") as shard_file:
                 commit = read_commit(shard_file)
                 rows = int(commit["rows"])
-                _append_file(out, shard_file, rows)
+                if rows > 0:
+                    _append_file(out, shard_file, rows)
                 total_rows += rows
                 units_done += int(commit["units_done"])
                 planned += int(shard_file.attrs.get("units_planned", 0))
@@ -665,8 +686,7 @@ def merge_shards(output: Path, inputs: list[Path]) -> tuple[int, int]:
             {"units_done": units_done, "rows": total_rows, "totals": totals, "counters": counters}, sort_keys=True
         )
         out.attrs["complete"] = True
-    tmp.replace(output)
-    return count, total_rows
+    return total_rows
 
 
 def _copy_empty(out: h5py.File, name: str, obj: Any) -> None:

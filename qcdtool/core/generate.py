@@ -17,6 +17,7 @@ import logging
 import multiprocessing
 import re
 import shutil
+import signal
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -233,6 +234,9 @@ _WORKER: PartWriter | None = None
 
 def _worker_init(writer: PartWriter) -> None:
     global _WORKER
+    # Ctrl-C goes to the whole process group; the main process handles it
+    # and stops the pool, so workers ignore it instead of each printing a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _WORKER = writer
     writer.processor.generator.setup()
 
@@ -299,12 +303,11 @@ def generate_dataset(
 
     if path.exists():
         return path, _reuse_existing(path, spec, processor, options, on_progress)
-    _prepare_parts(folder, digest, options.resume)
-
     # PYTHIA and fastjet write to file descriptor 1; send that to the log
     # file unless the user asked to see it.
     with contextlib.nullcontext() if options.verbosity > 0 else redirect_fd1(log_path):
-        processor.generator.setup()  # rejects bad settings before any event
+        processor.generator.setup()  # rejects bad settings before any event or file
+        _prepare_parts(folder, digest, options.resume)
         missing = [unit for unit in units if not part_path(folder, unit).exists()]
         total = sum(unit.n_events for unit in units)
         done = total - sum(unit.n_events for unit in missing)
@@ -360,6 +363,8 @@ def _reuse_existing(
 def _prepare_parts(folder: Path, digest: str, resume: bool) -> None:
     """Create the part folder, or check an existing one before resuming it."""
     manifest = folder / "manifest.json"
+    if folder.exists() and not any(folder.glob("unit-*.npz")):
+        shutil.rmtree(folder)  # an earlier attempt that stopped before its first unit: nothing to resume
     if folder.exists():
         if not resume:
             raise DatasetError(

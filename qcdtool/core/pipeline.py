@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from qcdtool.core.environment import environment_record
 from qcdtool.core.errors import QcdtoolError
@@ -101,22 +103,38 @@ def _stages() -> list[Stage]:
 def prepare_run_dir(spec: RunSpec) -> Path:
     """Create the run folder and write the resolved spec and the environment record.
 
-    Rejects a folder that contains a different resolved spec, so that results
-    of one spec are never mixed with another's.
+    A run folder may be run again with a changed spec: each stage finds out
+    what of its results is still current. The exception is a folder whose
+    events came from another seed, generator or jet definition: those events
+    cannot serve the new spec, so that folder is rejected rather than mixed.
     """
     run_dir = spec.run_dir
     resolved = spec.to_toml()
     spec_file = run_dir / RESOLVED_SPEC
     if spec_file.exists() and spec_file.read_text(encoding="utf-8") != resolved:
-        raise QcdtoolError(
-            f"{run_dir} contains a run of a different spec ({spec_file} differs from this spec); "
-            "choose another [run] name or output folder, or remove the old run folder"
-        )
+        changed = _changed_event_parts(tomllib.loads(spec_file.read_text(encoding="utf-8")), spec.to_dict())
+        has_events = (run_dir / "dataset.h5").exists() or (run_dir / "dataset.h5.parts").exists()
+        if changed and has_events:
+            raise QcdtoolError(
+                f"{run_dir} contains events made with another {' and '.join(changed)} than this spec asks for; "
+                "choose another [run] name or output folder, or remove the old run folder"
+            )
     run_dir.mkdir(parents=True, exist_ok=True)
     spec_file.write_text(resolved, encoding="utf-8")
     record = environment_record(spec.plugins_used)
     (run_dir / ENVIRONMENT).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return run_dir
+
+
+def _changed_event_parts(previous: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """The spec parts that decide the events and differ between two resolved specs."""
+    changed = []
+    if previous.get("run", {}).get("seed") != current.get("run", {}).get("seed"):
+        changed.append("seed")
+    for part in ("generator", "jets"):
+        if previous.get(part) != current.get(part):
+            changed.append(f"[{part}]")
+    return changed
 
 
 def run_pipeline(context: StageContext) -> RunReport:

@@ -90,7 +90,6 @@ def show_images(dataset: Dataset, label: str, output: Path, configurations: int 
         colourbar = figure.colorbar(image_artist, ax=grid, shrink=0.6)
         colourbar.set_label(str(attrs["intensity"]), fontsize=8)
     figure.suptitle(f"{dataset.path.name}: images '{label}' ({attrs['units']})", fontsize=10)
-    output.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(output, dpi=110)
     plt.close(figure)
     return output

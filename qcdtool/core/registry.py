@@ -134,7 +134,7 @@ class PluginRegistry:
             ordered = sorted(installed, key=lambda other: -difflib.SequenceMatcher(None, name, other).ratio())
             message += f" Installed {kind} plugins: {', '.join(ordered)}."
         else:
-            message += f" No {kind} plugin is installed."
+            message += f". No {kind} plugin is installed."
         failed = sorted({source.label for broken in self.broken for source in broken.sources})
         if failed:
             message += f" Broken plugin packages ({', '.join(failed)}) are listed by 'qcdtool plugins list'."

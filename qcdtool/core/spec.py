@@ -369,18 +369,21 @@ class _SpecChecker:
             if not isinstance(table, dict):
                 self.problem(path, f"expected a table, got {toml_type(table)}")
                 continue
-            spec = self.plugin_table(kind, path, table)
-            if spec is None:
-                continue
-            if spec.label in seen:
+            # Labels are compared before the parameters are checked, so that a
+            # repeated label is reported together with any parameter problem.
+            label = table.get("label", table.get("plugin"))
+            if isinstance(label, str) and label in seen:
                 self.problem(
                     f"{path}.label",
-                    f"duplicate label '{spec.label}' (also used by {seen[spec.label]}); give each of the "
+                    f"duplicate label '{label}' (also used by {seen[label]}); give each of the "
                     f'{key} a distinct label = "..."',
                 )
                 continue
-            seen[spec.label] = path
-            tables.append(spec)
+            if isinstance(label, str):
+                seen[label] = path
+            spec = self.plugin_table(kind, path, table)
+            if spec is not None:
+                tables.append(spec)
         return tables
 
     def plugin_table(self, kind: PluginKind, path: str, table: Mapping[str, Any]) -> PluginSpec | None:
@@ -531,8 +534,12 @@ def problems_from_validation_error(
                     message += f"; did you mean '{close[0]}'?"
         elif kind == "string_pattern_mismatch":
             message = f"invalid value {value!r}; it must match the pattern {context.get('pattern')}"
-        elif kind in ("too_short", "too_long", "string_too_short", "string_too_long"):
-            message = f"{error['msg'][0].lower()}{error['msg'][1:]}, got {value!r}"
+        elif kind in ("too_short", "string_too_short"):
+            least = context.get("min_length", 1)
+            message = "must not be empty" if least == 1 else f"needs at least {least} items"
+            message += f", got {value!r}"
+        elif kind in ("too_long", "string_too_long"):
+            message = f"allows at most {context.get('max_length')} items, got {value!r}"
         elif kind == "value_error":
             message = str(context.get("error", error["msg"]))
         else:

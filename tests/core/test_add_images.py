@@ -115,3 +115,16 @@ def test_show_unknown_imager(generated: Path, tmp_path: Path, run_cli: Callable[
     result = run_cli("images", str(dataset_of(generated)), "--show", str(tmp_path / "x.png"), "--imager", "etaphi")
     assert result.exit_code == 2
     assert "has no images of imager 'etaphi'; it has: eta-phi" in result.stderr
+
+
+def test_show_unsupported_type(generated: Path, tmp_path: Path, run_cli: Callable[..., Result]) -> None:
+    result = run_cli("images", str(dataset_of(generated)), "--show", str(tmp_path / "x.txt"))
+    assert result.exit_code == 2
+    assert "unsupported picture type" in result.stderr
+
+
+def test_show_missing_folder(generated: Path, tmp_path: Path, run_cli: Callable[..., Result]) -> None:
+    target = tmp_path / "no-such-folder" / "x.png"
+    result = run_cli("images", str(dataset_of(generated)), "--show", str(target))
+    assert result.exit_code == 2
+    assert not target.parent.exists()

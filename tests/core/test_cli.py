@@ -90,14 +90,24 @@ def test_run_writes_folder(tmp_path: Path, run_cli: Callable[..., Result]) -> No
     assert (run_dir / "log.txt").is_file()
 
 
-def test_run_refuses_other_spec(tmp_path: Path, run_cli: Callable[..., Result]) -> None:
+def test_run_refuses_other_events(tmp_path: Path, run_cli: Callable[..., Result]) -> None:
     spec = tmp_path / "spec.toml"
     spec.write_text(SMALL_SPEC)
     assert run_cli("run", str(spec)).exit_code == 0
     spec.write_text(SMALL_SPEC.replace("hadronizations = 50", "hadronizations = 60"))
     result = run_cli("run", str(spec))
     assert result.exit_code == 2
-    assert "contains a run of a different spec" in result.stderr
+    assert "contains events made with another [generator] than this spec asks for" in result.stderr
+
+
+def test_run_accepts_new_imager(tmp_path: Path, run_cli: Callable[..., Result]) -> None:
+    spec = tmp_path / "spec.toml"
+    spec.write_text(SMALL_SPEC)
+    assert run_cli("run", str(spec)).exit_code == 0
+    spec.write_text(SMALL_SPEC + '\n[[imagers]]\nplugin = "eta-phi"\n')
+    assert run_cli("run", str(spec)).exit_code == 0
+    resolved = (tmp_path / "runs" / "cli-test" / "spec.resolved.toml").read_text()
+    assert 'plugin = "eta-phi"' in resolved
 
 
 def test_installed_script_runs(tmp_path: Path) -> None:

@@ -278,7 +278,7 @@ def test_rejected_pythia_setting(tmp_path: Path, run_cli: Callable[..., Result])
     spec.write_text(spec.read_text() + 'pythia = ["StringZ:aLund = 0.7", "StringZ:aLundd = 0.7"]\n')
     result = run_cli("generate", str(spec))
     assert result.exit_code == 2
-    assert "PYTHIA rejected the setting 'StringZ:aLundd = 0.7' (generator.pythia[1])" in result.stderr
+    assert "generator.pythia: PYTHIA rejects the setting 'StringZ:aLundd = 0.7' (pythia[1])" in result.stderr
     assert not (tmp_path / "runs" / "gen" / "dataset.h5").exists()
 
 
@@ -305,3 +305,17 @@ def test_existing_complete_file_is_current(reference: Path) -> None:
     _, summary = generate_dataset(spec, GenerateOptions())
     assert "is current" in summary
     assert reference.stat().st_mtime_ns == before
+
+
+def test_merge_with_empty_shards(tmp_path: Path, run_cli: Callable[..., Result]) -> None:
+    # Three units spread over five shards: two shards get no unit at all.
+    spec = write_spec(tmp_path, hadronizations=40)
+    spec.write_text(spec.read_text() + '\n[[imagers]]\nplugin = "eta-phi"\n')
+    shards = [run_cli("generate", str(spec), "--shard", f"{k}/5").stdout.strip() for k in range(1, 6)]
+    merged = tmp_path / "merged.h5"
+    assert run_cli("merge", str(merged), *shards).exit_code == 0
+    single = tmp_path / "single"
+    (single).mkdir()
+    (single / "spec.toml").write_text(spec.read_text())
+    reference_path = Path(run_cli("generate", str(single / "spec.toml")).stdout.strip())
+    assert_same_contents(reference_path, merged)

@@ -196,3 +196,25 @@ def test_example_quickstart_is_template() -> None:
 
     template = resources.files("qcdtool.templates").joinpath("quickstart.toml").read_text(encoding="utf-8")
     assert (REPO_ROOT / "examples" / "quickstart.toml").read_text(encoding="utf-8") == template
+
+
+def test_duplicate_label_beside_bad_parameter(tmp_path: Path, run_cli: Callable[..., Result]) -> None:
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        "[generator]\nplugin = 'pythia-ee'\n"
+        "[[imagers]]\nplugin = 'eta-phi'\nsize = 2\n"
+        "[[imagers]]\nplugin = 'eta-phi'\n"
+    )
+    result = run_cli("spec", "validate", str(spec))
+    assert result.stderr.splitlines() == [
+        f"error: {spec}: imagers[0].size: must be >= 8, got 2",
+        f"error: {spec}: imagers[1].label: duplicate label 'eta-phi' (also used by imagers[0]); "
+        'give each of the imagers a distinct label = "..."',
+    ]
+
+
+def test_empty_flavour_list(tmp_path: Path, run_cli: Callable[..., Result]) -> None:
+    spec = tmp_path / "spec.toml"
+    spec.write_text("[generator]\nplugin = 'pythia-ee'\nflavors = []\n")
+    result = run_cli("spec", "validate", str(spec))
+    assert result.stderr.strip() == f"error: {spec}: generator.flavors: must not be empty, got []"

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from qcdtool.core.contracts import EventBatch, PluginContext
 from qcdtool.plugins.generators import pythia_ee
@@ -178,8 +179,26 @@ def test_failed_hadronizations_counted(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_rejected_setting_named() -> None:
-    generator = PythiaEE(PythiaEEParams(pythia=["StringZ:aLund = 0.6", "Foo:bar = 3"]), PluginContext())
-    with pytest.raises(PythiaSettingError, match=r"'Foo:bar = 3' \(generator.pythia\[1\]\)"):
+    with pytest.raises(ValidationError, match=r"PYTHIA rejects the setting 'Foo:bar = 3' \(pythia\[1\]\)"):
+        PythiaEEParams(pythia=["StringZ:aLund = 0.6", "Foo:bar = 3"])
+
+
+def test_reserved_setting_rejected() -> None:
+    with pytest.raises(ValidationError, match=r"pythia\[0\] = 'Beams:eCM = 200' changes what qcdtool sets from ecm"):
+        PythiaEEParams(pythia=["Beams:eCM = 200"])
+
+
+def test_setup_rejects_setting() -> None:
+    # Parameters built without validation reach setup(), which checks again.
+    params = PythiaEEParams.model_construct(**{**PythiaEEParams().model_dump(), "pythia": ["Foo:bar = 3"]})
+    generator = PythiaEE(params, PluginContext())
+    with pytest.raises(PythiaSettingError, match=r"'Foo:bar = 3' \(generator.pythia\[0\]\)"):
+        generator.setup()
+
+
+def test_failed_init_gives_reason() -> None:
+    generator = PythiaEE(PythiaEEParams(ecm=5.0, flavors=["b"]), PluginContext())
+    with pytest.raises(PythiaSettingError, match="all processes have vanishing cross sections"):
         generator.setup()
 
 

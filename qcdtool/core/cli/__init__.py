@@ -9,7 +9,7 @@ from rich.table import Table
 
 from qcdtool import __version__
 from qcdtool.core.cli.base import QcdtoolGroup, get_state, verbosity_options
-from qcdtool.core.cli.data_cmd import event_progress, generate, images, inspect, merge
+from qcdtool.core.cli.data_cmd import LazyProgress, generate, images, inspect, merge
 from qcdtool.core.cli.model_cmd import sample, train
 from qcdtool.core.cli.plugins_cmd import plugins_group
 from qcdtool.core.cli.spec_cmd import spec_group
@@ -58,16 +58,14 @@ def run(spec_path: Path, workers: int) -> None:
     state = get_state()
     spec = load_spec(spec_path, state.registry)
     run_dir = prepare_run_dir(spec)
-    progress = event_progress(state)
-    task = progress.add_task("events", total=None)
-    with log_to_file(run_dir / LOG_FILE), progress:
+    with log_to_file(run_dir / LOG_FILE), LazyProgress(state, "generating") as progress:
         context = StageContext(
             spec=spec,
             registry=state.registry,
             options=RunOptions(workers=workers),
             run_dir=run_dir,
             verbosity=state.verbosity,
-            on_progress=lambda done, total: progress.update(task, completed=done, total=total),
+            on_progress=progress,
         )
         report = run_pipeline(context)
     table = Table(title=f"run {spec.run.name}: {run_dir}")
@@ -77,7 +75,8 @@ def run(spec_path: Path, workers: int) -> None:
     for outcome in report.outcomes:
         colour = colours.get(outcome.status, "white")
         table.add_row(outcome.name, f"[{colour}]{outcome.status}[/]", outcome.message)
-    state.err.print(table)
+    if state.verbosity >= 0:
+        state.err.print(table)
 
 
 def main() -> None:

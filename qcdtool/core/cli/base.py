@@ -109,7 +109,10 @@ class QcdtoolGroup(click.Group):
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except KeyboardInterrupt:
-            Console(stderr=True).print("[yellow]interrupted[/]")
+            Console(stderr=True).print(
+                "[yellow]interrupted.[/] Finished work is kept: run the same command again "
+                "(with --resume for generate and train) to continue."
+            )
             ctx.exit(130)
         except Exception as exc:
             state = ctx.find_object(CliState)

@@ -6,14 +6,21 @@ from pathlib import Path
 
 import click
 import numpy as np
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from qcdtool.core.add_images import add_images, images_of_spec
 from qcdtool.core.cli.base import CliState, get_state, verbosity_options
 from qcdtool.core.dataset import LEVELS, Dataset, merge_shards
 from qcdtool.core.errors import QcdtoolError
-from qcdtool.core.generate import GenerateOptions, Shard, generate_dataset
 from qcdtool.core.logs import log_to_file
 from qcdtool.core.pipeline import LOG_FILE
 from qcdtool.core.plots import show_images
@@ -47,6 +54,31 @@ def event_progress(state: CliState, action: str = "generating") -> Progress:
         transient=False,
         disable=state.verbosity < 0,
     )
+
+
+class LazyProgress:
+    """A progress bar over events that appears only once there is progress to show.
+
+    Used as a callback ``(done, total)``; a command that finds nothing to do
+    or fails first prints no bar.
+    """
+
+    def __init__(self, state: CliState, action: str) -> None:
+        self.progress = event_progress(state, action)
+        self.task: TaskID | None = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.task is None:
+            self.progress.start()
+            self.task = self.progress.add_task("events", total=total)
+        self.progress.update(self.task, completed=done, total=total)
+
+    def __enter__(self) -> LazyProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.task is not None:
+            self.progress.stop()
 
 
 @click.command("generate")
@@ -90,20 +122,16 @@ def generate(
     spec_path: Path, events: int | None, workers: int, shard_text: str | None, resume: bool, output: Path | None
 ) -> None:
     """Generate events, find jets and draw images as SPEC says; write the dataset file."""
+    from qcdtool.core.generate import GenerateOptions, Shard, generate_dataset
+
     state = get_state()
     shard = Shard.parse(shard_text) if shard_text is not None else None
     spec = load_spec(spec_path, state.registry)
     options = GenerateOptions(
         n_events=events, workers=workers, shard=shard, resume=resume, output=output, verbosity=state.verbosity
     )
-    progress = event_progress(state)
-    task = progress.add_task("events", total=None)
-
-    def on_progress(done: int, total: int) -> None:
-        progress.update(task, completed=done, total=total)
-
-    with log_to_file(spec.run_dir / LOG_FILE), progress:
-        path, summary = generate_dataset(spec, options, on_progress)
+    with log_to_file(spec.run_dir / LOG_FILE), LazyProgress(state, "generating") as progress:
+        path, summary = generate_dataset(spec, options, progress)
     state.err.print(summary)
     click.echo(str(path))
 
@@ -212,6 +240,19 @@ def inspect(path: Path) -> None:
             out.print(images)
 
 
+PICTURE_SUFFIXES = (".png", ".pdf", ".svg")
+
+
+def check_picture_path(path: Path) -> None:
+    """Reject a picture path whose type matplotlib cannot write or whose folder does not exist."""
+    if path.suffix.lower() not in PICTURE_SUFFIXES:
+        raise QcdtoolError(
+            f"--show {path}: unsupported picture type; use a file name ending in {', '.join(PICTURE_SUFFIXES)}"
+        )
+    if not path.parent.is_dir():
+        raise QcdtoolError(f"--show {path}: folder {path.parent} does not exist; create it first")
+
+
 def _multiplicities(dataset: Dataset, level: str, rows_per_read: int = 1 << 16) -> tuple[float, float]:
     """Mean number of particles and of charged particles per event, read slice by slice."""
     n = len(dataset)
@@ -289,18 +330,11 @@ def images(
     if add:
         if spec is None:
             raise QcdtoolError("--add needs the imagers of a spec: give a spec, or a dataset and --spec SPEC")
-        progress = event_progress(state, "drawing images")
-        task = progress.add_task("images", total=None)
-        with progress:
-            summary = add_images(
-                dataset_file,
-                spec,
-                images_of_spec(spec),
-                force=force,
-                on_progress=lambda done, total: progress.update(task, completed=done, total=total),
-            )
+        with LazyProgress(state, "drawing images") as progress:
+            summary = add_images(dataset_file, spec, images_of_spec(spec), force=force, on_progress=progress)
         state.err.print(summary)
     if show_path is not None:
+        check_picture_path(show_path)
         with Dataset(dataset_file) as dataset:
             if label is None:
                 if len(dataset.image_labels) != 1:

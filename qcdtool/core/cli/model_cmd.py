@@ -9,6 +9,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from qcdtool.core.cli.base import CliState, get_state, verbosity_options
 from qcdtool.core.contracts import TrainingProgress
+from qcdtool.core.errors import QcdtoolError
 from qcdtool.core.logs import log_to_file
 from qcdtool.core.pipeline import LOG_FILE
 from qcdtool.core.spec import load_spec
@@ -42,6 +43,8 @@ def train(spec_path: Path, label: str | None, resume: bool) -> None:
     """Train the models of SPEC on the run's dataset; checkpoints go to models/<label>/."""
     state = get_state()
     spec = load_spec(spec_path, state.registry)
+    if not spec.models:
+        raise QcdtoolError(f"{spec_path} has no [[models]] table; add one naming a model plugin to train")
     for model in find_model(spec, label):
         progress, task = training_progress(state, model.label)
 

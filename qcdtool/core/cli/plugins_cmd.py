@@ -92,12 +92,11 @@ def show_plugin(name: str, kind: str | None) -> None:
     else:
         matches = registry.find(name)
         if not matches:
-            for plugin_kind in PluginKind:
-                try:
-                    registry.get(plugin_kind, name)  # raises the broken plugin's stored error
-                except PluginError as exc:
-                    if "cannot be used" in str(exc):
-                        raise
+            for broken in registry.broken:
+                if broken.display_name == name:
+                    source = broken.sources[0]
+                    kind_text = f"{broken.kind} plugin" if broken.kind else "plugin"
+                    raise PluginError(f"{kind_text} '{name}' from {source.label} cannot be used: {broken.error}")
             every = sorted(f"{info.name} ({info.kind})" for info in registry)
             raise PluginError(f"no plugin named '{name}'; installed plugins: {', '.join(every) or 'none'}")
         if len(matches) > 1:
@@ -180,9 +179,9 @@ def allowed_text(field_info: FieldInfo) -> str:
         elif isinstance(constraint, annotated_types.Le):
             parts.append(f"<= {constraint.le}")
         elif isinstance(constraint, annotated_types.MinLen):
-            parts.append(f"at least {constraint.min_length} items")
+            parts.append(f"at least {constraint.min_length} item" + ("s" if constraint.min_length != 1 else ""))
         elif isinstance(constraint, annotated_types.MaxLen):
-            parts.append(f"at most {constraint.max_length} items")
+            parts.append(f"at most {constraint.max_length} item" + ("s" if constraint.max_length != 1 else ""))
     choices = literal_choices(field_info.annotation)
     if choices:
         parts.append(", ".join(json.dumps(choice) for choice in choices))

@@ -24,6 +24,7 @@ import importlib.metadata
 import logging
 from collections.abc import Sequence
 from functools import cache
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -47,6 +48,16 @@ UNIT_EVENTS = 1000
 MODE_COUNTS: dict[str, dict[str, int]] = {
     "rehadronize": {"parton_events": 2, "hadronizations": 1000},
     "independent": {"events": 10000},
+}
+#: Settings qcdtool makes itself, by key prefix (lower case), with what controls them.
+RESERVED_SETTINGS: dict[str, str] = {
+    "beams:": "ecm (qcdtool sets e+e- beams at ecm)",
+    "pdf:lepton": "the process definition (no beam photon radiation, so every event has exactly ecm)",
+    "weaksingleboson:": "the process definition (gamma*/Z -> q qbar)",
+    "23:": "flavors (the Z decay channels)",
+    "processlevel:all": "the generation mode",
+    "hadronlevel:all": "the generation mode",
+    "random:": "the run seed",
 }
 #: ``nextBatch`` gives up after this many tries per requested event.
 MAX_TRIES_PER_EVENT = 10.0
@@ -116,6 +127,26 @@ class PythiaEEParams(PluginParams):
                 seen.add(letter)
         return groups
 
+    @field_validator("pythia")
+    @classmethod
+    def _check_pythia_settings(cls, settings: list[str]) -> list[str]:
+        for index, setting in enumerate(settings):
+            key = setting.split("=", 1)[0].strip().lower()
+            for prefix, owner in RESERVED_SETTINGS.items():
+                if key.startswith(prefix):
+                    raise ValueError(
+                        f"pythia[{index}] = {setting!r} changes what qcdtool sets from {owner}; "
+                        "set that in the spec instead"
+                    )
+        rejected = _rejected_settings(settings)
+        if rejected:
+            index, setting = rejected[0]
+            raise ValueError(
+                f"PYTHIA rejects the setting {setting!r} (pythia[{index}]); check its name and value against "
+                "the PYTHIA manual"
+            )
+        return settings
+
     @model_validator(mode="before")
     @classmethod
     def _mode_defaults(cls, data: Any) -> Any:
@@ -134,6 +165,21 @@ class PythiaEEParams(PluginParams):
                     made = "`events` events" if mode == "independent" else "parton_events x hadronizations events"
                     raise ValueError(f"'{key}' has no effect in mode '{mode}', which makes {made}; remove it")
         return data
+
+
+def _rejected_settings(settings: Sequence[str]) -> list[tuple[int, str]]:
+    """The settings PYTHIA's ``readString`` rejects, with their positions; PYTHIA's complaints are discarded."""
+    if not settings:
+        return []
+    import os
+
+    import pythia8mc
+
+    from qcdtool.core.capture import redirect_fd1
+
+    with redirect_fd1(os.devnull):
+        pythia = pythia8mc.Pythia("", False)
+        return [(index, setting) for index, setting in enumerate(settings) if not pythia.readString(setting)]
 
 
 def pythia_version() -> str:
@@ -404,12 +450,35 @@ def _make_pythia(settings: Sequence[str], extra: Sequence[str], hook: Any) -> An
     if hook is not None:
         pythia.setUserHooksPtr(hook)
     if not pythia.init():
+        reason = _init_failure_reason([*settings, *extra])
         raise PythiaSettingError(
-            "PYTHIA failed to initialize with these settings: "
-            + "; ".join([*settings, *extra])
-            + ". PYTHIA's message is in the run's log"
+            f"PYTHIA failed to initialize ({reason}) with these settings: " + "; ".join([*settings, *extra])
         )
     return pythia
+
+
+def _init_failure_reason(settings: Sequence[str]) -> str:
+    """PYTHIA's own error lines for a failed ``init()``.
+
+    ``Print:quiet = on`` silences them, so the initialization is repeated on a
+    fresh, talkative instance whose output goes to a temporary file.
+    """
+    import tempfile
+
+    import pythia8mc
+
+    from qcdtool.core.capture import redirect_fd1
+
+    with tempfile.TemporaryDirectory() as folder:
+        output = Path(folder) / "pythia.txt"
+        with redirect_fd1(output):
+            pythia = pythia8mc.Pythia("", False)
+            for setting in settings:
+                pythia.readString(setting)
+            pythia.init()
+        lines = output.read_text(errors="replace").splitlines()
+    errors = [line.strip() for line in lines if "PYTHIA Error" in line or "PYTHIA Abort" in line]
+    return "; ".join(dict.fromkeys(errors)) or "PYTHIA gave no reason"
 
 
 @cache
