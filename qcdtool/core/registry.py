@@ -235,15 +235,18 @@ class _Loader:
                 continue
             sources = tuple(sorted(dict.fromkeys(source for _, source in claims), key=lambda source: source.label))
             labels = " and ".join(source.label for source in sources)
+            others = [source.distribution for source in sources if source.distribution != "qcdtool"]
+            advice = (
+                f"rename the plugin in {', '.join(others)}, since qcdtool's own plugins keep their names"
+                if len(others) < len(sources)
+                else "uninstall one of them or ask its authors to rename the plugin"
+            )
             self.registry.broken.append(
                 BrokenPlugin(
                     sources=sources,
                     kind=kind,
                     name=name,
-                    error=(
-                        f"the {kind} name '{name}' is registered by both {labels}; "
-                        "uninstall one of them or ask its authors to rename the plugin"
-                    ),
+                    error=f"the {kind} name '{name}' is registered by both {labels}; {advice}",
                 )
             )
 
