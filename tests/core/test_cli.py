@@ -15,6 +15,7 @@ from click.testing import Result
 
 from qcdtool import __version__
 from qcdtool.core.cli import cli
+from tests.conftest import MakeDistribution
 
 SMALL_SPEC = """
 [run]
@@ -146,3 +147,26 @@ def test_pythia_output_shown_with_verbose(tmp_path: Path) -> None:
     spec.write_text(SMALL_SPEC + 'pythia = ["Print:quiet = off"]\n')
     result = subprocess.run([script, "-v", "generate", str(spec)], capture_output=True, text=True, check=False)
     assert "PYTHIA Process Initialization" in result.stdout
+
+
+def test_plugins_show_keeps_brackets(make_distribution: MakeDistribution, run_cli: Callable[..., Result]) -> None:
+    # A description may name a TOML table; rich must print it, not read it as markup.
+    module = (
+        "from typing import ClassVar\n"
+        "from pydantic import Field\n"
+        "from qcdtool.core.contracts import Metric, PluginParams\n"
+        "from qcdtool.core.hookspecs import hookimpl\n"
+        "class Params(PluginParams):\n"
+        "    radius: float = Field(0.8, description='Same as radius in [jets] by default.')\n"
+        "class Bracketed(Metric):\n"
+        "    name: ClassVar[str] = 'bracketed'\n"
+        "    summary: ClassVar[str] = 'Reads [jets] and [split]'\n"
+        "    Params = Params\n"
+        "@hookimpl\n"
+        "def register_metrics(register):\n"
+        "    register(Bracketed)\n"
+    )
+    make_distribution("bracketed", "1.0", {"bracketed_mod": module}, {"bracketed": "bracketed_mod"})
+    result = run_cli("plugins", "show", "bracketed")
+    assert "Same as radius in [jets] by default." in result.stdout
+    assert "Reads [jets] and [split]" in result.stdout

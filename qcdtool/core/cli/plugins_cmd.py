@@ -11,6 +11,7 @@ import annotated_types
 import click
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
+from rich.markup import escape
 from rich.table import Table
 
 from qcdtool.core.cli.base import get_state, verbosity_options
@@ -70,12 +71,13 @@ def list_plugins(kind: str | None, as_json: bool) -> None:
     for column in ("kind", "name", "summary", "distribution", "status"):
         table.add_column(column, overflow="fold")
     for row in rows:
-        status = "[green]ok[/]" if row["status"] == "ok" else f"[red]broken[/]: {row['error']}"
         distributions = [
             f"{dist}=={version}"
             for dist, version in zip(row["distribution"].split(", "), row["version"].split(", "), strict=True)
         ]
-        table.add_row(row["kind"] or "?", row["name"], row["summary"], ", ".join(distributions), status)
+        status = "[green]ok[/]" if row["status"] == "ok" else f"[red]broken[/]: {escape(row['error'])}"
+        cells = (row["kind"] or "?", row["name"], row["summary"], ", ".join(distributions))
+        table.add_row(*(escape(cell) for cell in cells), status)
     state.out.print(table)
 
 
@@ -109,11 +111,11 @@ def show_plugin(name: str, kind: str | None) -> None:
 def print_plugin(info: PluginInfo) -> None:
     """Print one plugin's header and parameter table."""
     out = get_state().out
-    out.print(f"[bold]{info.name}[/] ({info.kind}) from {info.source.label}")
-    out.print(info.summary)
+    out.print(f"[bold]{escape(info.name)}[/] ({info.kind}) from {escape(info.source.label)}")
+    out.print(escape(info.summary))
     doc = (info.cls.__doc__ or "").strip()
     if doc and doc.splitlines()[0].strip() != info.summary.strip():
-        out.print(doc)
+        out.print(escape(doc))
     fields = info.cls.Params.model_fields
     if not fields:
         out.print("This plugin has no parameters.")
@@ -123,13 +125,14 @@ def print_plugin(info: PluginInfo) -> None:
     for column in ("type", "default", "allowed", "description"):
         table.add_column(column, overflow="fold")
     for field_name, field_info in fields.items():
-        table.add_row(
+        cells = (
             field_name,
             type_name(field_info.annotation),
             default_text(field_info),
             allowed_text(field_info),
             field_info.description or "",
         )
+        table.add_row(*(escape(cell) for cell in cells))
     out.print(table)
 
 
