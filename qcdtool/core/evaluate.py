@@ -71,7 +71,7 @@ ProgressCallback = Callable[[int, int, str], None]
 
 @dataclass(frozen=True)
 class EvaluateOptions:
-    """Which models to evaluate and whether to recompute current results."""
+    """Options of an evaluation: the models to evaluate and whether to recompute current results."""
 
     #: Labels of the models to evaluate; empty means every model of the spec.
     models: tuple[str, ...] = ()
@@ -80,7 +80,7 @@ class EvaluateOptions:
 
 @dataclass
 class EvaluationOutcome:
-    """What an evaluation wrote, and which metrics failed."""
+    """Result of an evaluation: the files written, a summary line and the metrics that failed."""
 
     metrics: Path
     report: Path
@@ -128,7 +128,7 @@ def read_samples(spec: RunSpec, model: PluginSpec) -> ModelSamples:
                 f"{SAMPLES_FORMAT_VERSION}; draw the samples again with 'qcdtool sample SPEC --model {model.label}'"
             )
         if attrs.get("model") != model.label:
-            raise QcdtoolError(f"{path} holds samples of model '{attrs.get('model')}', not of '{model.label}'")
+            raise QcdtoolError(f"{path} contains samples of model '{attrs.get('model')}', not of '{model.label}'")
         if attrs.get("training_hash") != training_hash(spec, model):
             raise QcdtoolError(
                 f"{path} was drawn from model '{model.label}' trained on a different spec, dataset or split; train "
@@ -142,7 +142,7 @@ def read_samples(spec: RunSpec, model: PluginSpec) -> ModelSamples:
         labels = {name: np.asarray(file[name]) for name in ("config_id", "flavour", "hadronization")}
     if direction != direction_of(model):
         raise QcdtoolError(
-            f"{path} holds {direction} samples but model '{model.label}' is {direction_of(model)} in the spec; "
+            f"{path} contains {direction} samples but model '{model.label}' is {direction_of(model)} in the spec; "
             "sample it again"
         )
     if model.imager is None:
@@ -221,7 +221,7 @@ def _current(run_dir: Path, digest: str) -> bool:
 
 
 def _number(value: float | None) -> float | None:
-    """A float for JSON: NaN and infinities become null."""
+    """Convert to a float for JSON, with NaN and infinities as null."""
     if value is None:
         return None
     number = float(value)
@@ -229,7 +229,7 @@ def _number(value: float | None) -> float | None:
 
 
 def value_record(value: MetricValue) -> dict[str, Any]:
-    """One metric value as metrics.json stores it."""
+    """Convert one metric value to its metrics.json form."""
     return {
         "value": _number(value.value),
         "uncertainty": _number(value.uncertainty),
@@ -308,7 +308,7 @@ def run_metric(
 
 
 def _core_figures(model: ModelSamples, figures_dir: Path) -> dict[str, dict[str, str]]:
-    """The report's own figures of one model: image grids and mean images."""
+    """Draw the report's own figures of one model (image grid and mean images); return their paths."""
     from qcdtool.core.plots import mean_images_figure, sample_grid_figure
 
     folder = figures_dir / _file_name(model.model.label) / "samples"
@@ -462,7 +462,7 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def evaluate_stage(context: Any) -> str:
-    """The pipeline's evaluate stage: every model and metric of the spec, skipped when current."""
+    """Run the pipeline's evaluate stage: every model and metric of the spec, skipped when current."""
     progress = context.on_progress
 
     def report(done: int, total: int, what: str) -> None:

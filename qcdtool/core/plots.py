@@ -125,7 +125,7 @@ FLAVOUR_NAMES: dict[int, str] = {1: "d", 2: "u", 3: "s", 4: "c", 5: "b"}
 
 
 def _log_norm(images: list[NDArray[np.float32]]) -> Any:
-    """A log colour scale from LOG_FLOOR times the brightest pixel up to that pixel."""
+    """Build a log colour scale from LOG_FLOOR times the brightest pixel up to that pixel."""
     from matplotlib.colors import LogNorm
 
     peak = max((float(np.max(image)) for image in images if image.size), default=1.0)

@@ -4,10 +4,11 @@ The page is written from the same record as metrics.json, so the two always
 agree. Figures are embedded as base64 PNG; the page loads no script, style
 sheet, font or image from anywhere else and needs no server.
 
-Reading order: which model is better on which value and by how many standard
-deviations; the run (generator, split, models, metrics); one section per
-metric with its values, tables and figures, models side by side; samples
-(image grids, mean images); training losses; versions.
+Reading order: first which model is better on which value, and by how many
+standard deviations. Then the run (generator, split, models, metrics), one
+section per metric with its values, tables and figures (models side by
+side), the samples (image grids, mean images), the training losses and the
+versions.
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ def _anchor(label: str) -> str:
 
 
 def format_number(value: float | None, digits: int = 3) -> str:
-    """A number with ``digits`` significant digits; a dash for a missing one."""
+    """Format a number with ``digits`` significant digits, or a dash for a missing one."""
     if value is None or not math.isfinite(value):
         return "–"
     return f"{value:.{digits}g}"
@@ -126,7 +127,7 @@ def format_measurement(value: float | None, uncertainty: float | None) -> str:
 
 
 def _table(rows: Sequence[Sequence[str]], numeric: Iterable[int] = ()) -> str:
-    """An HTML table from rows of cells, the first row being the header; ``numeric`` columns align right."""
+    """Build an HTML table from rows of cells, the first row being the header; ``numeric`` columns align right."""
     if not rows:
         return ""
     columns = set(numeric)
@@ -141,7 +142,7 @@ def _table(rows: Sequence[Sequence[str]], numeric: Iterable[int] = ()) -> str:
 
 
 def _image(run_dir: Path, paths: Mapping[str, str], caption: str) -> str:
-    """A figure embedded as a base64 PNG, with a caption and the paths of its files."""
+    """Embed a figure as a base64 PNG, with a caption and the paths of its files."""
     png = run_dir / paths["png"]
     if not png.exists():
         return f'<p class="status-failed">figure {_text(paths["png"])} is missing</p>'
@@ -415,7 +416,7 @@ def _reading_section() -> str:
 <ul>
 <li><b>value ± uncertainty</b>: the uncertainty is one standard deviation: a binomial error for accuracies,
 a bootstrap standard deviation for Wasserstein distances, a fit error for FPD, a standard error of the mean
-elsewhere. Each value's note says which.</li>
+elsewhere. Each value's note names its kind.</li>
 <li><b>baseline</b>: what the same number is for the truth itself or by chance, so that a value can be judged
 against the noise. For distances between distributions (W1, FPD, forward EMD and pixel distance) it is the
 truth compared with truth (two halves of the true images, or two true hadronizations): a model at the baseline is

@@ -1,9 +1,10 @@
 """The evaluate stage and report.html, on a real run with a perfect and a poor model.
 
 Both models are ``mean-target`` models trained and sampled through the core
-on a real PYTHIA dataset; their samples files are then given known content:
-``perfect`` draws the true parton image of its condition, ``poor`` the true
-image of a random other test condition (a model that ignores its condition).
+on a real PYTHIA dataset. Their samples files then get known content.
+``perfect`` draws the true parton image of its condition, and ``poor`` the
+true image of a random other test condition (a model that ignores its
+condition).
 """
 
 from __future__ import annotations

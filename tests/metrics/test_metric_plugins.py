@@ -3,8 +3,8 @@
 The dataset has three parton configurations (b and light quarks), 300
 hadronizations each, as 16x16 eta-phi images. Sample sets take the test
 pairs of that dataset and replace the generated images with cases whose
-scores are known: the truth itself, the truth of random other events, the
-truth scaled by 2, the truth shifted by one pixel column.
+scores are known. These are the truth itself, the truth of random other
+events, the truth scaled by 2 and the truth shifted by one pixel column.
 """
 
 from __future__ import annotations
@@ -195,7 +195,7 @@ def test_inversion_accuracy_inverse_only() -> None:
 
 
 def test_parton_images_distinct(inverse: dict[str, ImagePairs]) -> None:
-    # The known answers below need three configurations whose parton images differ by more than 0.5.
+    # The expected values below need three configurations whose parton images differ by more than 0.5.
     candidates = configuration_targets(inverse["test"])
     distances = l2_distances(candidates.images, candidates.images)
     assert candidates.config_id.tolist() == [0, 1, 2]

@@ -3,10 +3,10 @@
 Each generated image is paired with a true image: the true image of its
 condition in the inverse direction, a random true hadronization of the same
 configuration (another test condition) in the forward direction. Pixel
-centres are the points and the Euclidean distance between them, in the
-angular units of the image axes, is the ground distance; each image is
-normalized to total weight 1, so the EMD compares shapes, and the difference
-of the total intensities is reported beside it (see ``common/emd.py``).
+centres are the points, and the Euclidean distance between them, in the
+angular units of the image axes, is the ground distance. Each image is
+normalized to total weight 1, so the EMD compares shapes. The difference of
+the total intensities is reported beside it (see ``common/emd.py``).
 
 Pixels at or below a small threshold are set to zero first: the exact solver
 runs on the non-zero pixels only, and dense images, as unthresholded
@@ -95,12 +95,14 @@ class Emd(Metric):
             truth_partner = _other_condition(truth_first, n, rng)
             pairing = "the true parton image of its condition"
             baseline_text = "a true image against the true image of another, random test condition (chance)"
+            baseline_short = "true images of two different conditions"
         else:
             model_partner = _same_configuration(conditions, config, rng, exclude_self=False)
             truth_first = random_positions(n, params.max_pairs, rng)
             truth_partner = _same_configuration(truth_first, config, rng, exclude_self=True)
             pairing = "a random true hadronization (test condition) of the same configuration"
             baseline_text = "two true hadronizations of the same configuration (truth vs truth)"
+            baseline_short = "two true hadronizations of one configuration"
         model = image_emd(
             _zero_below(generated[chosen], params.threshold),
             _zero_below(samples.truth[model_partner], params.threshold),
@@ -148,7 +150,7 @@ class Emd(Metric):
             "emd": comparison_figure(
                 panels,
                 samples.model,
-                f"{samples.model}: EMD of generated-true pairs against {baseline_text}",
+                f"{samples.model}: EMD per pair; baseline pairs: {baseline_short}",
                 bins=params.bins,
                 columns=2,
             )
@@ -175,7 +177,7 @@ def _mean(model: FloatArray, truth: FloatArray, note: str) -> MetricValue:
 
 
 def _other_condition(first: NDArray[np.int64], n: int, rng: np.random.Generator) -> NDArray[np.int64]:
-    """A random condition other than each given one (itself when there is only one)."""
+    """Draw a random condition other than each given one (the same one when there is only one condition)."""
     if n < 2:
         return first.copy()
     offset = rng.integers(1, n, size=len(first))
@@ -186,7 +188,7 @@ def _other_condition(first: NDArray[np.int64], n: int, rng: np.random.Generator)
 def _same_configuration(
     first: NDArray[np.int64], config: NDArray[np.int64], rng: np.random.Generator, exclude_self: bool
 ) -> NDArray[np.int64]:
-    """A random condition of the same configuration for each given one; -1 where there is none."""
+    """Draw a random condition of the same configuration for each given one, or -1 where there is none."""
     partner = np.full(len(first), -1, dtype=np.int64)
     for value in np.unique(config[first]):
         members = np.flatnonzero(config == value)

@@ -1,8 +1,9 @@
 """The ``fpd`` metric: Frechet distance over the vector of image observables, at infinite sample size.
 
-Each image is described by its scalar observables (pixel multiplicity, image
-mass, girth, pT dispersion, angularities; per channel), and Gaussians fitted
-to the generated and the true vectors are compared by the Frechet distance.
+Each image is described by the vector of its scalar observables (pixel
+multiplicity, image mass, girth, pT dispersion, angularities, per channel).
+Gaussians fitted to the generated and the true vectors are compared by the
+Frechet distance.
 Its finite-sample bias falls as 1/N and is removed by extrapolating to
 N -> infinity, as the Frechet physics distance of Kansal et al., PRD 107
 (2023) 076017 does (see ``common/frechet.py``). Unlike the W1 of single
@@ -26,7 +27,7 @@ from qcdtool.plugins.metrics.common.frechet import frechet_physics_distance
 from qcdtool.plugins.metrics.common.observables import DEFAULT_BETAS
 from qcdtool.plugins.metrics.common.samples import channel_names, flat_generated, pixel_grid
 
-#: Fewest samples per side for which an FPD fit is attempted.
+#: Minimum number of images on each side (half the true images) for an FPD fit.
 MIN_SAMPLES = 20
 
 

@@ -1,8 +1,8 @@
 """The ``intensity-w1`` metric: W1 between the distributions of pixel intensities.
 
 All pixels above a small threshold, from all generated images, form one
-sample, and those of the true images another; the reference study plotted
-the histograms of these two samples. The metric gives W1 between them, on
+sample, and those of the true images form another. The reference study
+plotted the histograms of these two samples. The metric gives W1 between them, on
 the intensity itself (dominated by the bright core pixels) and on its log10
 (which weighs the faint pixels at the jet's edge as much).
 

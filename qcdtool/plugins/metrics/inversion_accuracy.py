@@ -7,11 +7,12 @@ and counts as right when that is the configuration it came from. The
 accuracy comes with two references:
 
 - a ceiling: how well classifiers trained on the training hadron images
-  tell the configuration from a test hadron image (nearest class mean and
-  a small CNN). Many configurations hadronize into hadron images that cannot
-  be told apart, so an inverse model cannot beat such a classifier by much;
-  with several samples per condition, the share of samples assigned to each
-  configuration is also compared with the classifier's probabilities;
+  identify the configuration of a test hadron image (nearest class mean and
+  a small CNN). Many configurations hadronize into hadron images that no
+  classifier can distinguish, so an inverse model cannot beat such a
+  classifier by much. With several samples per condition, the share of
+  samples assigned to each configuration is also compared with the
+  classifier's probabilities;
 - the reference study's criterion, the L2 distance to the true parton image
   below a threshold, with its chance level. Parton images of different
   configurations can lie closer than the threshold, and then the criterion
@@ -104,9 +105,9 @@ class InversionAccuracyParams(PluginParams):
         True, description="Compute the ceiling of a nearest-class-mean classifier trained on hadron images."
     )
     cnn: bool = Field(True, description="Compute the ceiling of a small CNN classifier trained on hadron images.")
-    cnn_epochs: int = Field(5, ge=1, le=200, description="Training epochs of the CNN classifier.")
+    cnn_epochs: int = Field(4, ge=1, le=200, description="Training epochs of the CNN classifier.")
     max_train: int = Field(
-        20000,
+        10000,
         ge=10,
         description="Training hadron images used by the classifiers at most, drawn at random (seeded).",
     )
@@ -252,7 +253,7 @@ class InversionAccuracy(Metric):
         references: References,
         configurations: NDArray[np.int64],
     ) -> tuple[dict[str, ClassifierResult], str]:
-        """Train the classifiers on training hadron images; the text says why there are none, if so."""
+        """Train the classifiers on training hadron images; the text gives the reason when there are none."""
         params = self._params()
         if not (params.nearest_mean or params.cnn):
             return {}, ""
@@ -373,7 +374,7 @@ def _shared_images(candidates: ConfigurationImages) -> str:
 def _threshold_criterion(
     samples: SampleSet, candidates: ConfigurationImages, threshold: float, high_chance: float
 ) -> MetricValue:
-    """The reference study's criterion: L2 distance to the true parton image below ``threshold``.
+    """Score the reference study's criterion: L2 distance to the true parton image below ``threshold``.
 
     The chance level is the share of test conditions whose true parton image
     has a parton image of another configuration within ``threshold`` as
@@ -424,7 +425,7 @@ def _configuration_table(
     candidates: ConfigurationImages,
     ceilings: dict[str, ClassifierResult],
 ) -> list[list[str]]:
-    """One row per configuration: its samples, their accuracy and the classifiers' accuracy on its conditions."""
+    """Tabulate per configuration its samples, their accuracy and the classifiers' accuracy on its conditions."""
     true_config = np.asarray(samples.labels["config_id"], dtype=np.int64)
     sample_config = per_sample(true_config, samples)
     header = ["configuration", "conditions", "generated images", "accuracy"]

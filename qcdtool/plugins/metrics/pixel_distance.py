@@ -8,7 +8,7 @@ randomly chosen test condition.
 Forward direction: a parton image hadronizes into many hadron images, so the
 true image paired with a condition is only one of them. Each generated image
 is compared with the nearest (in L2) true hadronization of the same
-configuration in the test set; the baseline is the same distance for true
+configuration in the test set. The baseline is the same distance for true
 hadronizations, each against the others of its configuration.
 """
 

@@ -1,6 +1,6 @@
-"""What the metric plugins read from a sample set and its references.
+"""Access for the metric plugins to a sample set, its images and the dataset's reference pairs.
 
-A :class:`~qcdtool.core.contracts.SampleSet` holds ``generated`` images of
+A :class:`~qcdtool.core.contracts.SampleSet` contains ``generated`` images of
 shape (n, K, C, H, W): K samples for each of n test conditions. Most metrics
 treat the n * K generated images as one flat sample, with the labels of
 each condition repeated K times (:func:`flat_generated`, :func:`per_sample`).
@@ -65,7 +65,7 @@ def suffixed(name: str, channel: str, channels: int) -> str:
 
 
 def subset(pairs: ImagePairs, positions: NDArray[np.int64]) -> ImagePairs:
-    """The pairs at the given positions (indices into ``pairs.rows``, in any order)."""
+    """Return the pairs at the given positions (indices into ``pairs.rows``, in any order)."""
     rows = np.unique(pairs.rows[np.asarray(positions, dtype=np.int64)])
     return ImagePairs(pairs.path, pairs.label, pairs.direction, rows)
 

@@ -12,7 +12,6 @@ scipy.stats.wasserstein_distance computes it.
 from __future__ import annotations
 
 import numpy as np
-import scipy.stats
 from numpy.typing import ArrayLike, NDArray
 
 from qcdtool.core.contracts import MetricValue
@@ -42,6 +41,9 @@ def _as_samples(values: ArrayLike, name: str) -> FloatArray:
 
 def wasserstein_1(u: ArrayLike, v: ArrayLike) -> float:
     """Return the Wasserstein-1 distance between the empirical distributions of ``u`` and ``v``."""
+    # Imported here: scipy.stats takes about half a second to import, and plugin modules import this one.
+    import scipy.stats
+
     return float(scipy.stats.wasserstein_distance(_as_samples(u, "u"), _as_samples(v, "v")))
 
 
