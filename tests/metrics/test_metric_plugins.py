@@ -66,6 +66,12 @@ hadronizations = 300
 [[imagers]]
 plugin = "eta-phi"
 size = 16
+
+[[imagers]]
+plugin = "eta-phi"
+label = "two-channels"
+size = 16
+channels = "charged-neutral"
 """
 IMAGER = "eta-phi"
 PER_CONDITION = 4
@@ -188,6 +194,23 @@ def test_params_reject_invalid(name: str, options: dict[str, Any]) -> None:
 
 def test_inversion_accuracy_inverse_only() -> None:
     assert inversion_accuracy.InversionAccuracy.directions == frozenset({Direction.INVERSE})
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "value"),
+    [
+        ("inversion-accuracy", {"nearest_mean": False, "cnn": False}, "accuracy"),
+        ("pixel-distance", {}, "mse"),
+        ("observables-w1", {"n_bootstrap": 5}, "w1_mass_neutral"),
+        ("intensity-w1", {"n_bootstrap": 5}, "w1_intensity_charged"),
+        ("fpd", {"n_batches": 5}, "fpd"),
+        ("emd", {"max_pairs": 100}, "emd_neutral"),
+    ],
+)
+def test_two_channel_images(dataset: Path, name: str, options: dict[str, Any], value: str) -> None:
+    pairs = split_pairs(dataset, "two-channels", Direction.INVERSE)
+    result = score(name, sample_set(pairs, per_condition=2), pairs, **options)
+    assert value in result.values
 
 
 # --------------------------------------------------------------------------

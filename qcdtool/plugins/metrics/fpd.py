@@ -40,7 +40,10 @@ class FpdParams(PluginParams):
     radius: float | None = Field(
         None,
         gt=0.0,
-        description="Jet radius R of the angularities, in the units of the image axes; unset means the [jets] radius.",
+        description=(
+            "Jet radius R of the angularities, in the units of the image axes; unset means the run's jet radius "
+            "(jets.radius)."
+        ),
     )
     betas: list[Annotated[float, Field(gt=0.0)]] = Field(
         default_factory=lambda: list(DEFAULT_BETAS),

@@ -70,7 +70,7 @@ class ObservablesW1Params(PluginParams):
         gt=0.0,
         description=(
             "Jet radius R of the angularities and the radial profile, in the units of the image axes; unset means "
-            "the [jets] radius of the run."
+            "the run's jet radius (jets.radius)."
         ),
     )
     betas: list[Annotated[float, Field(gt=0.0)]] = Field(
