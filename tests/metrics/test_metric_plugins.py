@@ -213,6 +213,51 @@ def test_two_channel_images(dataset: Path, name: str, options: dict[str, Any], v
     assert value in result.values
 
 
+INDEPENDENT_SPEC = """
+[run]
+name = "independent"
+seed = 3
+
+[generator]
+plugin = "pythia-ee"
+mode = "independent"
+events = 600
+
+[[imagers]]
+plugin = "eta-phi"
+size = 16
+"""
+
+
+@pytest.fixture(scope="module")
+def independent(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A dataset in independent mode: every event is a configuration of its own."""
+    return generate(write_spec(tmp_path_factory.mktemp("independent"), INDEPENDENT_SPEC))
+
+
+@pytest.mark.parametrize(
+    ("name", "direction"),
+    [
+        (name, direction)
+        for name, module in MODULES.items()
+        for direction in (Direction.INVERSE, Direction.FORWARD)
+        if direction in registered(module)[0].directions
+    ],
+)
+def test_independent_mode_scores(independent: Path, name: str, direction: Direction) -> None:
+    pairs = split_pairs(independent, IMAGER, direction)
+    options = {"n_bootstrap": 5} if name in ("observables-w1", "intensity-w1") else {}
+    result = score(name, sample_set(pairs, per_condition=2), pairs, **options)
+    assert result.values
+
+
+def test_independent_forward_nearest_undefined(independent: Path) -> None:
+    pairs = split_pairs(independent, IMAGER, Direction.FORWARD)
+    value = score("pixel-distance", sample_set(pairs), pairs).values["nearest_mse"]
+    assert np.isnan(value.value)
+    assert "no configuration has two or more true hadronizations" in value.note
+
+
 # --------------------------------------------------------------------------
 # inversion-accuracy
 

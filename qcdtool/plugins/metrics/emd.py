@@ -78,7 +78,7 @@ class Emd(Metric):
         params = self.params
         if not isinstance(params, EmdParams):
             raise TypeError(f"expected EmdParams, got {type(params).__name__}")
-        from qcdtool.plugins.metrics.common.emd import image_emd
+        from qcdtool.plugins.metrics.common.emd import ImageEmd, image_emd
 
         rng = np.random.default_rng(references.seed)
         grid = pixel_grid(samples)
@@ -108,15 +108,18 @@ class Emd(Metric):
             _zero_below(samples.truth[model_partner], params.threshold),
             grid,
         )
+        # In independent mode no configuration has a second true hadronization, and there is no baseline.
         keep = truth_partner >= 0
-        truth = image_emd(
-            _zero_below(samples.truth[truth_first[keep]], params.threshold),
-            _zero_below(samples.truth[truth_partner[keep]], params.threshold),
-            grid,
-        )
+        channels = channel_names(samples)
+        truth = ImageEmd(emd=np.zeros((0, len(channels))), intensity_difference=np.zeros((0, len(channels))))
+        if keep.any():
+            truth = image_emd(
+                _zero_below(samples.truth[truth_first[keep]], params.threshold),
+                _zero_below(samples.truth[truth_partner[keep]], params.threshold),
+                grid,
+            )
 
         # 2. Mean EMD and mean |difference of totals| per channel.
-        channels = channel_names(samples)
         units = str(samples.image.get("units", ""))
         values: dict[str, MetricValue] = {}
         panels = []

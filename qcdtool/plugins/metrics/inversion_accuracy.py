@@ -63,8 +63,13 @@ from qcdtool.plugins.metrics.common.samples import (
 
 FloatArray = NDArray[np.float64]
 
-#: Generated images assigned at a time; bounds the (chunk, references) distance matrix.
+#: Generated images compared at a time with their true images.
 ASSIGN_CHUNK = 8192
+#: Entries of a distance matrix computed at a time (128 MiB of float64): bounds memory when there are
+#: many configurations, as in independent mode, where every test event is a configuration of its own.
+DISTANCE_ENTRIES = 1 << 24
+#: Largest number of configurations drawn in the confusion-matrix figure.
+MAX_FIGURE_CONFIGURATIONS = 200
 #: Repetitions of the simulated calibration noise.
 CALIBRATION_REPEATS = 20
 
@@ -167,9 +172,16 @@ class InversionAccuracy(Metric):
                     correct[chosen], baseline=chance, note=f"conditions of flavour {flavour_name(pdg_id)}"
                 )
             )
-        index = np.searchsorted(configurations, true_config)
-        assigned_index = np.searchsorted(configurations, assigned)
-        matrix = confusion_matrix(assigned_index, per_sample(index, samples), len(configurations))
+        matrix = None
+        if len(configurations) <= MAX_FIGURE_CONFIGURATIONS:
+            index = np.searchsorted(configurations, true_config)
+            assigned_index = np.searchsorted(configurations, assigned)
+            matrix = confusion_matrix(assigned_index, per_sample(index, samples), len(configurations))
+        else:
+            notes.append(
+                f"no confusion matrix for {len(configurations):,} configurations (at most "
+                f"{MAX_FIGURE_CONFIGURATIONS} are drawn)"
+            )
 
         # 3. The ceiling: classifiers of configurations trained on hadron images.
         ceilings, ceiling_note = self._ceilings_for(samples, references, configurations)
@@ -204,23 +216,25 @@ class InversionAccuracy(Metric):
 
         accuracy = binomial_accuracy(correct, baseline=chance)
         values = {"accuracy": _higher(dataclasses.replace(accuracy, note="; ".join(notes))), **values}
-        labels = [_configuration_label(c, candidates) for c in configurations]
-        shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-        figures = {
-            "confusion_matrix": matrix_figure(
+        figures: dict[str, Any] = {}
+        tables: dict[str, list[list[str]]] = {}
+        if len(configurations) <= params.table_configurations:
+            tables["configurations"] = _configuration_table(correct, samples, configurations, candidates, ceilings)
+        if matrix is not None:
+            labels = [_configuration_label(c, candidates) for c in configurations]
+            shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+            figures["confusion_matrix"] = matrix_figure(
                 shares,
                 labels,
                 f"{samples.model}: share of each true configuration's samples assigned to each configuration",
                 xlabel="assigned configuration",
                 ylabel="true configuration",
             )
-        }
-        tables = {"configurations": _configuration_table(correct, samples, configurations, candidates, ceilings)}
-        if len(configurations) <= params.table_configurations:
-            tables["confusion_matrix"] = [
-                ["true \\ assigned", *labels],
-                *[[labels[row], *[str(int(count)) for count in matrix[row]]] for row in range(len(labels))],
-            ]
+            if len(configurations) <= params.table_configurations:
+                tables["confusion_matrix"] = [
+                    ["true \\ assigned", *labels],
+                    *[[labels[row], *[str(int(count)) for count in matrix[row]]] for row in range(len(labels))],
+                ]
         return MetricResult(values=values, figures=figures, tables=tables)
 
     def _params(self) -> InversionAccuracyParams:
@@ -239,8 +253,9 @@ class InversionAccuracy(Metric):
         if params.distance == "emd":
             references = np.where(references > params.emd_threshold, references, 0.0).astype(np.float32)
         nearest = np.empty(len(generated), dtype=np.int64)
-        for start in range(0, len(generated), ASSIGN_CHUNK):
-            chunk = generated[start : start + ASSIGN_CHUNK]
+        step = _rows_per_chunk(len(references))
+        for start in range(0, len(generated), step):
+            chunk = generated[start : start + step]
             if params.distance == "emd":
                 chunk = np.where(chunk > params.emd_threshold, chunk, 0.0).astype(np.float32)
             nearest[start : start + len(chunk)] = assign_nearest(chunk, references, distance=params.distance, grid=grid)
@@ -359,15 +374,21 @@ def _calibration(
     )
 
 
-def _shared_images(candidates: ConfigurationImages) -> str:
-    """Name the groups of configurations whose parton images are identical (``0 and 2; 1 and 4``), if any."""
+def _shared_images(candidates: ConfigurationImages, shown: int = 5) -> str:
+    """Name the groups of configurations whose parton images are identical (``0 and 2; 1 and 4``), if any.
+
+    At most ``shown`` groups of at most ``shown`` configurations are named, followed by the counts.
+    """
     flat = candidates.images.reshape(len(candidates.images), -1)
     _, group = np.unique(flat, axis=0, return_inverse=True)
     groups = []
     for value in np.unique(group):
         members = np.unique(candidates.config_id[group == value])
         if len(members) > 1:
-            groups.append(" and ".join(str(int(member)) for member in members))
+            named = " and ".join(str(int(member)) for member in members[:shown])
+            groups.append(named if len(members) <= shown else f"{named} and {len(members) - shown} more")
+    if len(groups) > shown:
+        return "; ".join(groups[:shown]) + f" (and {len(groups) - shown} more groups)"
     return "; ".join(groups)
 
 
@@ -395,13 +416,10 @@ def _threshold_criterion(
     passed = distance < threshold
 
     # 2. Chance: another configuration's parton image lies within the threshold of the true one.
-    to_candidates = l2_distances(truth, candidates.images)
-    other = candidates.config_id[None, :] != true_config[:, None]
-    to_other = np.where(other, to_candidates, np.inf).min(axis=1)
+    to_other = _nearest_other(truth, true_config, candidates)
     chance = float(np.mean(to_other < threshold))
-    between = l2_distances(candidates.images, candidates.images)
-    different = candidates.config_id[:, None] != candidates.config_id[None, :]
-    closest = float(np.where(different, between, np.inf).min()) if different.any() else float("nan")
+    nearest_pair = _nearest_other(candidates.images, candidates.config_id, candidates)
+    closest = float(nearest_pair.min()) if np.isfinite(nearest_pair).any() else float("nan")
 
     if chance >= high_chance:
         note = (
@@ -416,6 +434,24 @@ def _threshold_criterion(
             f"image passes too (closest two configurations: {closest:.3g} apart)"
         )
     return _higher(binomial_accuracy(passed, baseline=chance, note=note))
+
+
+def _rows_per_chunk(columns: int) -> int:
+    """Rows of a (rows, columns) distance matrix that fit in DISTANCE_ENTRIES entries."""
+    return max(1, DISTANCE_ENTRIES // max(columns, 1))
+
+
+def _nearest_other(
+    images: NDArray[np.float32], config: NDArray[np.int64], candidates: ConfigurationImages
+) -> FloatArray:
+    """Return the L2 distance from each image to the nearest candidate image of another configuration."""
+    nearest = np.full(len(images), np.inf)
+    step = _rows_per_chunk(len(candidates.images))
+    for start in range(0, len(images), step):
+        distances = l2_distances(images[start : start + step], candidates.images)
+        other = candidates.config_id[None, :] != config[start : start + step, None]
+        nearest[start : start + step] = np.where(other, distances, np.inf).min(axis=1)
+    return nearest
 
 
 def _configuration_table(
