@@ -8,9 +8,10 @@ angular units of the image axes, is the ground distance. Each image is
 normalized to total weight 1, so the EMD compares shapes. The difference of
 the total intensities is reported beside it (see ``common/emd.py``).
 
-Pixels at or below a small threshold are set to zero first: the exact solver
-runs on the non-zero pixels only, and dense images, as unthresholded
-diffusion samples are, take about 40 times longer.
+Pixels at or below a small threshold are set to zero first. The exact
+solver runs on the non-zero pixels only, and a pair of two dense images
+(unthresholded diffusion samples are dense) took about 40 times as long as
+a pair of sparse ones (docs/benchmarks.md).
 
 Baseline: inverse, the EMD from a true image to the true image of another,
 random test condition (what a model that ignores its condition reaches);
@@ -56,8 +57,8 @@ class EmdParams(PluginParams):
         1e-3,
         ge=0.0,
         description=(
-            "Pixels at or below this intensity are set to zero before the EMD; dense images are about 40 times "
-            "slower to solve."
+            "Pixels at or below this intensity are set to zero before the EMD; a pair of two dense images is "
+            "about 40 times slower to solve than a pair of sparse ones."
         ),
     )
     max_pairs: int = Field(

@@ -89,7 +89,7 @@ class InversionAccuracyParams(PluginParams):
         ge=0.0,
         description=(
             "With distance = emd: pixels at or below this intensity are set to zero first, because the exact "
-            "solver is about 40 times slower on dense images."
+            "solver works on the non-zero pixels only."
         ),
     )
     threshold: float = Field(
@@ -110,9 +110,9 @@ class InversionAccuracyParams(PluginParams):
         True, description="Compute the ceiling of a nearest-class-mean classifier trained on hadron images."
     )
     cnn: bool = Field(True, description="Compute the ceiling of a small CNN classifier trained on hadron images.")
-    cnn_epochs: int = Field(4, ge=1, le=200, description="Training epochs of the CNN classifier.")
+    cnn_epochs: int = Field(5, ge=1, le=200, description="Training epochs of the CNN classifier.")
     max_train: int = Field(
-        10000,
+        20000,
         ge=10,
         description="Training hadron images used by the classifiers at most, drawn at random (seeded).",
     )
