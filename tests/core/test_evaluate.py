@@ -76,7 +76,7 @@ plugin = "pixel-distance"
 [[metrics]]
 plugin = "observables-w1"
 n_bootstrap = 10
-configuration_figures = 1
+configuration_figures = 0
 
 [[metrics]]
 plugin = "intensity-w1"
