@@ -113,38 +113,47 @@ def missing_samples_message(spec: RunSpec, models: list[PluginSpec]) -> str:
     return "\n".join(lines)
 
 
-def read_samples(spec: RunSpec, model: PluginSpec) -> ModelSamples:
-    """Read one model's samples file into a SampleSet, checking that it belongs to this spec."""
+def check_samples(spec: RunSpec, model: PluginSpec) -> dict[str, Any]:
+    """Check that a model's samples file belongs to this spec and model; return its attributes.
+
+    Reads only the attributes, so that every file can be checked before any
+    metric runs.
+    """
     path = samples_path(spec, model.label)
     with h5py.File(path, "r") as file:
         attrs = {key: _plain(value) for key, value in file.attrs.items()}
-        if attrs.get("format") != SAMPLES_FORMAT:
-            raise QcdtoolError(
-                f"{path} is not a qcdtool samples file (its format attribute is {attrs.get('format')!r})"
-            )
-        if attrs.get("format_version") != SAMPLES_FORMAT_VERSION:
-            raise QcdtoolError(
-                f"{path} has samples format version {attrs.get('format_version')}; this qcdtool reads version "
-                f"{SAMPLES_FORMAT_VERSION}; draw the samples again with 'qcdtool sample SPEC --model {model.label}'"
-            )
-        if attrs.get("model") != model.label:
-            raise QcdtoolError(f"{path} contains samples of model '{attrs.get('model')}', not of '{model.label}'")
-        if attrs.get("training_hash") != training_hash(spec, model):
-            raise QcdtoolError(
-                f"{path} was drawn from model '{model.label}' trained on a different spec, dataset or split; train "
-                f"and sample it again ('qcdtool run SPEC', or 'qcdtool sample SPEC --model {model.label}' after "
-                "training)"
-            )
-        direction = Direction(str(attrs["direction"]))
+    if attrs.get("format") != SAMPLES_FORMAT:
+        raise QcdtoolError(f"{path} is not a qcdtool samples file (its format attribute is {attrs.get('format')!r})")
+    if attrs.get("format_version") != SAMPLES_FORMAT_VERSION:
+        raise QcdtoolError(
+            f"{path} has samples format version {attrs.get('format_version')}; this qcdtool reads version "
+            f"{SAMPLES_FORMAT_VERSION}; draw the samples again with 'qcdtool sample SPEC --model {model.label}'"
+        )
+    if attrs.get("model") != model.label:
+        raise QcdtoolError(f"{path} contains samples of model '{attrs.get('model')}', not of '{model.label}'")
+    if attrs.get("training_hash") != training_hash(spec, model):
+        raise QcdtoolError(
+            f"{path} was drawn from model '{model.label}' trained on a different spec, dataset or split; train "
+            f"and sample it again ('qcdtool run SPEC', or 'qcdtool sample SPEC --model {model.label}' after "
+            "training)"
+        )
+    if attrs.get("direction") != str(direction_of(model)):
+        raise QcdtoolError(
+            f"{path} contains {attrs.get('direction')} samples but model '{model.label}' is "
+            f"{direction_of(model)} in the spec; sample it again"
+        )
+    return attrs
+
+
+def read_samples(spec: RunSpec, model: PluginSpec) -> ModelSamples:
+    """Read one model's samples file into a SampleSet, checking that it belongs to this spec."""
+    attrs = check_samples(spec, model)
+    path = samples_path(spec, model.label)
+    with h5py.File(path, "r") as file:
         conditions = np.asarray(file["conditions"], dtype=np.float32)
         truth = np.asarray(file["truth"], dtype=np.float32)
         generated = np.asarray(file["generated"], dtype=np.float32)
         labels = {name: np.asarray(file[name]) for name in ("config_id", "flavour", "hadronization")}
-    if direction != direction_of(model):
-        raise QcdtoolError(
-            f"{path} contains {direction} samples but model '{model.label}' is {direction_of(model)} in the spec; "
-            "sample it again"
-        )
     if model.imager is None:
         raise RuntimeError(f"model table {model.path} names no imager after validation")
     with Dataset(dataset_file(spec)) as dataset:
@@ -153,7 +162,7 @@ def read_samples(spec: RunSpec, model: PluginSpec) -> ModelSamples:
     samples = SampleSet(
         model=model.label,
         plugin=model.plugin,
-        direction=direction,
+        direction=Direction(str(attrs["direction"])),
         conditions=conditions,
         truth=truth,
         generated=generated,
@@ -367,6 +376,8 @@ def evaluate_run(
     missing = [model for model in models if not samples_path(spec, model.label).exists()]
     if missing:
         raise QcdtoolError(missing_samples_message(spec, missing))
+    for model in models:
+        check_samples(spec, model)
 
     digests = {model.label: file_digest(samples_path(spec, model.label)) for model in models}
     digest = evaluation_hash(spec, models, digests)

@@ -12,11 +12,13 @@ from __future__ import annotations
 import base64
 import json
 import re
+import shutil
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, ClassVar
 
+import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
@@ -308,6 +310,16 @@ def test_missing_samples_exit_two(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "qcdtool sample SPEC --model perfect" in result.stderr
     assert "qcdtool sample SPEC --model poor" in result.stderr
+
+
+def test_foreign_samples_rejected(run: EvaluatedRun, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(run.spec_path.parent, copy)
+    with h5py.File(copy / "runs" / "evaluate" / "samples" / "poor.h5", "r+") as file:
+        file.attrs["training_hash"] = "0" * 64
+    result = invoke("evaluate", str(copy / "spec.toml"), "--force")
+    assert result.exit_code == 2
+    assert "trained on a different spec, dataset or split" in result.stderr
 
 
 def test_unknown_model_label(run: EvaluatedRun) -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from types import ModuleType
@@ -190,6 +192,14 @@ def test_params_reject_unknown_key(module: ModuleType) -> None:
 def test_params_reject_invalid(name: str, options: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         registered(MODULES[name])[0].Params.model_validate(options)
+
+
+def test_import_leaves_heavy_modules() -> None:
+    # qcdtool imports every plugin module to list plugins; torch, POT, matplotlib and scipy wait until used.
+    modules = ", ".join(module.__name__ for module in MODULES.values())
+    code = f"import sys, {modules}; print(sorted(set(sys.modules) & {{'torch', 'ot', 'matplotlib', 'scipy'}}))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT)
+    assert result.stdout.strip() == "[]"
 
 
 def test_inversion_accuracy_inverse_only() -> None:
