@@ -1,7 +1,8 @@
-"""Real runs to evaluate: a small PYTHIA dataset, a simple model plugin and samples files.
+"""Real runs to evaluate: a small PYTHIA dataset, test plugins and samples files.
 
 The registry of these tests is built from the entry points declared in this
-repository's pyproject.toml, plus this module's ``mean-target`` model. The
+repository's pyproject.toml, plus this module's ``mean-target`` model and
+``always-fails`` metric. The
 metric plugins are found exactly as an installed qcdtool finds them, even
 where the installed metadata predates them.
 
@@ -29,6 +30,8 @@ from pydantic import Field
 
 from qcdtool.core.contracts import (
     Direction,
+    Metric,
+    MetricResult,
     Model,
     PluginContext,
     PluginParams,
@@ -102,15 +105,31 @@ def register_models(register: Register) -> None:
     register(MeanTargetModel)
 
 
+class AlwaysFailsMetric(Metric):
+    """A metric whose compute raises, as a faulty third-party metric might."""
+
+    name: ClassVar[str] = "always-fails"
+    summary: ClassVar[str] = "Test metric: raises on every model"
+
+    def compute(self, samples: SampleSet, references: References) -> MetricResult:
+        raise RuntimeError(f"no score for {samples.model}")
+
+
+@hookimpl
+def register_metrics(register: Register) -> None:
+    """Register the ``always-fails`` test metric."""
+    register(AlwaysFailsMetric)
+
+
 # --------------------------------------------------------------------------
 # Registry and runs
 
 
 def source_registry() -> PluginRegistry:
-    """The plugins declared in this repository's pyproject.toml, and the ``mean-target`` test model."""
+    """The plugins declared in this repository's pyproject.toml, and this module's test plugins."""
     declared = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["entry-points"]["qcdtool"]
     entry_points = [importlib.metadata.EntryPoint(name, value, "qcdtool") for name, value in declared.items()]
-    entry_points.append(importlib.metadata.EntryPoint("mean-target", __name__, "qcdtool"))
+    entry_points.append(importlib.metadata.EntryPoint("test-plugins", __name__, "qcdtool"))
     return create_registry(entry_points)
 
 

@@ -243,29 +243,8 @@ def _comparison_table(models: Mapping[str, Any], spec: RunSpec) -> str:
             wins[best] += 1
         elif better is not None and len(cells) > 1:
             undecided += 1
-        baselines = {cell.get("baseline") for cell in cells.values()}
-        baseline = format_number(next(iter(baselines)), 3) if len(baselines) == 1 else "see cells"
-        note = next((cell.get("note", "") for cell in cells.values()), "")
-        row = [f'<td>{_text(metric)}</td><td title="{_text(note)}">{_text(name)}</td>']
-        for label in labels:
-            cell = cells.get(label)
-            if cell is None:
-                row.append('<td class="small">not computed</td>')
-                continue
-            extra = ""
-            if len(baselines) > 1 and cell.get("baseline") is not None:
-                extra += f'<br><span class="small">baseline {format_number(cell["baseline"])}</span>'
-            if cell.get("baseline") and cell.get("value") is not None and better is not None:
-                extra += (
-                    f'<br><span class="small">{format_number(cell["value"] / cell["baseline"], 2)} × baseline</span>'
-                )
-            style = "number best" if label == best else "number"
-            measurement = format_measurement(cell.get("value"), cell.get("uncertainty"))
-            row.append(f'<td class="{style}">{_text(measurement)}{extra}</td>')
-        row.append(f'<td class="number">{_text(baseline)}</td>')
-        arrow = {"higher": "higher is better", "lower": "lower is better"}.get(better or "", "")
-        row.append(f'<td>{_text(verdict)}<br><span class="small">{_text(arrow)}</span></td>')
-        body.append("<tr>" + "".join(row) + "</tr>")
+        body.append(_comparison_row(metric, name, cells, better, labels, verdict, best))
+
     header = "".join(f"<th>{_text(label)}</th>" for label in labels)
     table = (
         f"<table><tr><th>metric</th><th>value</th>{header}<th>baseline</th><th>better</th></tr>{''.join(body)}</table>"
@@ -281,6 +260,42 @@ def _comparison_table(models: Mapping[str, Any], spec: RunSpec) -> str:
             "the sections below give every note, table and figure.</p>"
         )
     return summary + table
+
+
+def _comparison_row(
+    metric: str,
+    name: str,
+    cells: Mapping[str, Mapping[str, Any]],
+    better: str | None,
+    labels: Sequence[str],
+    verdict: str,
+    best: str | None,
+) -> str:
+    """One row of the comparison table: the value of each model, the baseline and the verdict."""
+    baselines = {cell.get("baseline") for cell in cells.values()}
+    baseline = format_number(next(iter(baselines)), 3) if len(baselines) == 1 else "see cells"
+    note = next((cell.get("note", "") for cell in cells.values()), "")
+    row = [f'<td>{_text(metric)}</td><td title="{_text(note)}">{_text(name)}</td>']
+
+    for label in labels:
+        cell = cells.get(label)
+        if cell is None:
+            row.append('<td class="small">not computed</td>')
+            continue
+        extra = ""
+        if len(baselines) > 1 and cell.get("baseline") is not None:
+            extra += f'<br><span class="small">baseline {format_number(cell["baseline"])}</span>'
+        if cell.get("baseline") and cell.get("value") is not None and better is not None:
+            ratio = format_number(cell["value"] / cell["baseline"], 2)
+            extra += f'<br><span class="small">{ratio} × baseline</span>'
+        style = "number best" if label == best else "number"
+        measurement = format_measurement(cell.get("value"), cell.get("uncertainty"))
+        row.append(f'<td class="{style}">{_text(measurement)}{extra}</td>')
+
+    row.append(f'<td class="number">{_text(baseline)}</td>')
+    direction = {"higher": "higher is better", "lower": "lower is better"}.get(better or "", "")
+    row.append(f'<td>{_text(verdict)}<br><span class="small">{_text(direction)}</span></td>')
+    return "<tr>" + "".join(row) + "</tr>"
 
 
 def _failures(models: Mapping[str, Any]) -> str:

@@ -25,11 +25,12 @@ from click.testing import CliRunner, Result
 
 from qcdtool.core.cli import cli
 from qcdtool.core.cli.base import CliState
-from qcdtool.core.contracts import Direction, Metric, MetricResult, PluginContext, PluginParams, References, SampleSet
+from qcdtool.core.contracts import Direction, PluginContext, PluginParams, References, SampleSet
 from qcdtool.core.evaluate import METRICS_FILE, REPORT_FILE, run_metric
 from qcdtool.core.report import comparable_groups, compare, format_measurement
 from qcdtool.core.spec import RunSpec
 from tests.evaluation_support import (
+    AlwaysFailsMetric,
     generate,
     other_truths,
     perfect,
@@ -322,6 +323,24 @@ def test_foreign_samples_rejected(run: EvaluatedRun, tmp_path: Path) -> None:
     assert "trained on a different spec, dataset or split" in result.stderr
 
 
+def test_failing_metric_reported(run: EvaluatedRun, tmp_path: Path) -> None:
+    # The metrics are not part of the training hash, so the copied samples stay valid.
+    copy = tmp_path / "copy"
+    shutil.copytree(run.spec_path.parent, copy)
+    spec_text = (
+        SPEC.split("[[metrics]]")[0]
+        + '[[metrics]]\nplugin = "always-fails"\n\n[[metrics]]\nplugin = "pixel-distance"\n'
+    )
+    (copy / "spec.toml").write_text(spec_text)
+    result = invoke("evaluate", str(copy / "spec.toml"))
+    record = json.loads((copy / "runs" / "evaluate" / METRICS_FILE).read_text())
+    assert result.exit_code == 1
+    assert "always-fails on poor: RuntimeError: no score for poor" in " ".join(result.stderr.split())
+    assert record["models"]["poor"]["metrics"]["always-fails"]["status"] == "failed"
+    assert record["models"]["poor"]["metrics"]["pixel-distance"]["status"] == "done"
+    assert "no score for poor" in (copy / "runs" / "evaluate" / REPORT_FILE).read_text()
+
+
 def test_unknown_model_label(run: EvaluatedRun) -> None:
     result = invoke("evaluate", str(run.spec_path), "--model", "nobody")
     assert result.exit_code == 2
@@ -330,16 +349,6 @@ def test_unknown_model_label(run: EvaluatedRun) -> None:
 
 # --------------------------------------------------------------------------
 # One metric on one model
-
-
-class FailingMetric(Metric):
-    """A metric whose compute raises, as a faulty third-party plugin might."""
-
-    name: ClassVar[str] = "failing"
-    summary: ClassVar[str] = "Raises"
-
-    def compute(self, samples: SampleSet, references: References) -> MetricResult:
-        raise RuntimeError("no luck")
 
 
 @pytest.fixture(scope="module")
@@ -366,9 +375,9 @@ def test_failing_metric_recorded(
     run: EvaluatedRun, forward_samples: tuple[SampleSet, References], tmp_path: Path
 ) -> None:
     table = metric_spec(run, "fpd")
-    record = run_metric(table, FailingMetric(PluginParams(), PluginContext()), *forward_samples, tmp_path)
+    record = run_metric(table, AlwaysFailsMetric(PluginParams(), PluginContext()), *forward_samples, tmp_path)
     assert record["status"] == "failed"
-    assert record["message"] == "RuntimeError: no luck"
+    assert record["message"] == "RuntimeError: no score for model"
 
 
 # --------------------------------------------------------------------------
