@@ -12,7 +12,7 @@ import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -338,12 +338,17 @@ class MetricValue:
 
     ``baseline`` is the value the metric takes on truth against truth (or a
     ceiling or chance level), so that a result can be judged against it.
+    ``better`` says which way the value improves (``higher`` or ``lower``);
+    None marks a reference number that does not depend on how good the
+    model is, such as a classifier's ceiling, and the report ranks models
+    only on values that have a direction.
     """
 
     value: float
     uncertainty: float
     baseline: float | None = None
     note: str = ""
+    better: Literal["higher", "lower"] | None = None
 
 
 @dataclass(frozen=True)

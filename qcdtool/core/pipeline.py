@@ -79,6 +79,7 @@ class RunReport:
 
 def _stages() -> list[Stage]:
     """The stages in order, each wired to its implementation where one exists."""
+    from qcdtool.core.evaluate import evaluate_stage
     from qcdtool.core.generate import generate_stage
     from qcdtool.core.train import sample_stage, train_stage
 
@@ -93,9 +94,9 @@ def _stages() -> list[Stage]:
         ),
         Stage(
             "evaluate",
-            "compute every metric and write report.html",
-            wanted=lambda spec: bool(spec.metrics),
-            unavailable_reason="evaluation is not part of this qcdtool version yet",
+            "compute every metric and write metrics.json and report.html",
+            run=evaluate_stage,
+            wanted=lambda spec: bool(spec.metrics) and bool(spec.models),
         ),
     ]
 

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from qcdtool.plugins.metrics.common.cnn import build_network, cnn_classifier
@@ -53,3 +54,19 @@ def test_probabilities_rows_sum_to_one() -> None:
 def test_odd_image_size_accepted() -> None:
     network = build_network(2, 5)
     assert network(torch.zeros(3, 2, 15, 15)).shape == (3, 5)
+
+
+def test_thread_count_restored() -> None:
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, size=16)
+    images = blob_images(rng, labels)
+    before = torch.get_num_threads()
+    cnn_classifier(images, labels, images[:4], labels[:4], epochs=1, threads=1)
+    assert torch.get_num_threads() == before
+
+
+def test_zero_threads_rejected() -> None:
+    labels = np.array([0, 1])
+    images = blob_images(np.random.default_rng(4), labels)
+    with pytest.raises(ValueError, match="must be positive"):
+        cnn_classifier(images, labels, images, labels, threads=0)

@@ -4,6 +4,7 @@ import scipy.stats
 
 from qcdtool.plugins.metrics.common.wasserstein import (
     bootstrap_wasserstein_1,
+    grouped_bootstrap_wasserstein_1,
     truth_halves_wasserstein_1,
     wasserstein_1,
     wasserstein_1_metric,
@@ -124,3 +125,28 @@ def test_non_finite_rejected() -> None:
 def test_two_dimensional_rejected() -> None:
     with pytest.raises(ValueError, match="1D"):
         wasserstein_1(np.zeros((3, 2)), [1.0])
+
+
+def test_grouped_single_samples_match_bootstrap() -> None:
+    # One sample per group and the same random stream: resampling groups is resampling samples.
+    rng_data = np.random.default_rng(12)
+    u, v = rng_data.normal(size=70), rng_data.normal(0.5, size=40)
+    grouped = grouped_bootstrap_wasserstein_1(
+        u, v, np.arange(70), np.arange(40), rng=np.random.default_rng(4), n_bootstrap=25, chunk=20
+    )
+    plain = bootstrap_wasserstein_1(u, v, rng=np.random.default_rng(4), n_bootstrap=25)
+    assert np.array_equal(grouped, plain)
+
+
+def test_grouped_identical_groups_zero() -> None:
+    # Every group contains the same two values, so any resampling of groups leaves both distributions equal.
+    u = np.tile([0.0, 1.0], 5)
+    groups = np.repeat(np.arange(5), 2)
+    replicates = grouped_bootstrap_wasserstein_1(u, u, groups, groups, rng=np.random.default_rng(0), n_bootstrap=6)
+    # Normalizing the weights leaves rounding of order 1e-16.
+    assert np.allclose(replicates, 0.0, rtol=0.0, atol=1e-15)
+
+
+def test_grouped_rejects_mismatched_groups() -> None:
+    with pytest.raises(ValueError, match="one group label per sample"):
+        grouped_bootstrap_wasserstein_1([0.0, 1.0], [0.0], [0], [0], rng=np.random.default_rng(0))

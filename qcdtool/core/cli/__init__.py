@@ -10,6 +10,7 @@ from rich.table import Table
 from qcdtool import __version__
 from qcdtool.core.cli.base import QcdtoolGroup, get_state, verbosity_options
 from qcdtool.core.cli.data_cmd import LazyProgress, generate, images, inspect, merge
+from qcdtool.core.cli.evaluate_cmd import evaluate
 from qcdtool.core.cli.model_cmd import sample, train
 from qcdtool.core.cli.plugins_cmd import plugins_group
 from qcdtool.core.cli.spec_cmd import spec_group
@@ -36,6 +37,7 @@ cli.add_command(inspect)
 cli.add_command(images)
 cli.add_command(train)
 cli.add_command(sample)
+cli.add_command(evaluate)
 
 
 @cli.command("run")
