@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from qcdtool import __version__
 from qcdtool.core.cli import cli
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -27,20 +28,25 @@ def checkout_entry_points(tmp_path_factory: pytest.TempPathFactory) -> None:
     An editable install writes the entry points into its metadata once, at
     install time, so plugins added to pyproject.toml since stay invisible
     until the next ``pip install -e``. When the installed entry points differ
-    from the checkout's, this puts a copy of the metadata with the
-    checkout's entry points first on sys.path, where importlib.metadata
-    finds it before the installed one.
+    from the checkout's, or qcdtool is not installed at all, this puts
+    metadata with the checkout's entry points first on sys.path, where
+    importlib.metadata finds it before any installed copy.
     """
     declared: dict[str, str] = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["entry-points"][
         "qcdtool"
     ]
-    installed = importlib.metadata.distribution("qcdtool")
-    if {entry.name: entry.value for entry in installed.entry_points.select(group="qcdtool")} == declared:
-        return
+    try:
+        installed = importlib.metadata.distribution("qcdtool")
+    except importlib.metadata.PackageNotFoundError:
+        version = __version__
+    else:
+        if {entry.name: entry.value for entry in installed.entry_points.select(group="qcdtool")} == declared:
+            return
+        version = installed.version
     site = tmp_path_factory.mktemp("checkout-metadata")
-    info = site / f"qcdtool-{installed.version}.dist-info"
+    info = site / f"qcdtool-{version}.dist-info"
     info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: qcdtool\nVersion: {installed.version}\n")
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: qcdtool\nVersion: {version}\n")
     lines = ["[console_scripts]", "qcdtool = qcdtool.core.cli:main", "", "[qcdtool]"]
     lines += [f"{name} = {module}" for name, module in declared.items()]
     (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
