@@ -50,7 +50,11 @@ class DiffusionParams(PluginParams):
 
     # Network.
     base_channels: int = Field(
-        32, ge=NORM_GROUPS, le=512, multiple_of=NORM_GROUPS, description="Channels of the UNet's first level."
+        32,
+        ge=NORM_GROUPS,
+        le=512,
+        multiple_of=NORM_GROUPS,
+        description="Channels of the UNet's first level, a multiple of 8.",
     )
     channel_multipliers: list[ChannelMultiplier] = Field(
         default_factory=lambda: [1, 2, 2],

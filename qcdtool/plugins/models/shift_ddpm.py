@@ -35,7 +35,11 @@ class ShiftDDPMParams(DiffusionParams):
         ),
     )
     shift_width: int = Field(
-        32, ge=NORM_GROUPS, le=512, multiple_of=NORM_GROUPS, description="Channels of the shift predictor E(c)."
+        32,
+        ge=NORM_GROUPS,
+        le=512,
+        multiple_of=NORM_GROUPS,
+        description="Channels of the shift predictor E(c), a multiple of 8.",
     )
     shift_depth: int = Field(
         4,
