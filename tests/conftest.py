@@ -1,19 +1,57 @@
-"""Shared fixtures: installed plugin distributions built on the fly, and the CLI runner."""
+"""Shared fixtures: this checkout's entry points, plugin distributions built on the fly, the CLI runner."""
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
+import sys
 import textwrap
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 
+from qcdtool import __version__
 from qcdtool.core.cli import cli
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 MakeDistribution = Callable[..., Path]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def checkout_entry_points(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Let plugin discovery see the entry points of this checkout's pyproject.toml.
+
+    An editable install writes the entry points into its metadata once, at
+    install time, so plugins added to pyproject.toml since stay invisible
+    until the next ``pip install -e``. When the installed entry points differ
+    from the checkout's, or qcdtool is not installed at all, this puts
+    metadata with the checkout's entry points first on sys.path, where
+    importlib.metadata finds it before any installed copy.
+    """
+    declared: dict[str, str] = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["entry-points"][
+        "qcdtool"
+    ]
+    try:
+        installed = importlib.metadata.distribution("qcdtool")
+    except importlib.metadata.PackageNotFoundError:
+        version = __version__
+    else:
+        if {entry.name: entry.value for entry in installed.entry_points.select(group="qcdtool")} == declared:
+            return
+        version = installed.version
+    site = tmp_path_factory.mktemp("checkout-metadata")
+    info = site / f"qcdtool-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: qcdtool\nVersion: {version}\n")
+    lines = ["[console_scripts]", "qcdtool = qcdtool.core.cli:main", "", "[qcdtool]"]
+    lines += [f"{name} = {module}" for name, module in declared.items()]
+    (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
+    sys.path.insert(0, str(site))
+    importlib.invalidate_caches()
 
 
 @pytest.fixture

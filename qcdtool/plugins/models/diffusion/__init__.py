@@ -8,7 +8,15 @@ Noise schedule, forward process, samplers and networks are separate pieces:
 - :mod:`.unet` and :mod:`.shift_predictor`: the networks.
 - :mod:`.training`: loss, optimizer step, EMA, AdamW and its LR schedule.
 
-This package imports no plugin module. docs/models.md derives the formulas.
+The plugins' own machinery, imported only when a plugin trains or samples:
+
+- :mod:`.denoisers`: the conditional networks of ``ddpm`` and ``shift-ddpm``.
+- :mod:`.transform`: the invertible map of pixel intensities to [-1, 1].
+- :mod:`.trainer`, :mod:`.checkpoint` and :mod:`.sampling`: the training loop,
+  the checkpoint file and sampling of a trained model.
+
+This package imports no plugin module. docs/models.md derives the formulas
+and describes the plugins.
 """
 
 from qcdtool.plugins.models.diffusion.process import (
