@@ -46,6 +46,8 @@ class StageContext:
     verbosity: int = 0
     #: Called with (done, total) as a long stage advances; the CLI draws a progress bar.
     on_progress: Callable[[int, int], None] | None = None
+    #: Called with a stage's name before the stage starts, to label the progress bar.
+    on_stage: Callable[[str], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,8 @@ def run_pipeline(context: StageContext) -> RunReport:
                 report.outcomes.append(StageOutcome(name, "not run", f"stage {stage.name} is not available"))
             break
         log.info("stage %s: %s", stage.name, stage.description)
+        if context.on_stage:
+            context.on_stage(stage.name)
         message = stage.run(context)
         report.outcomes.append(StageOutcome(stage.name, "done", message))
     return report

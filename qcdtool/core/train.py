@@ -332,7 +332,13 @@ def sample_model(
 
 def train_stage(context: Any) -> str:
     """The pipeline's train stage: every model of the spec, resuming where one stopped."""
-    lines = [train_model(context.spec, model, resume=True) for model in context.spec.models]
+    on_progress = context.on_progress
+
+    def report(update: TrainingProgress) -> None:
+        if on_progress:
+            on_progress(update.step, update.total_steps)
+
+    lines = [train_model(context.spec, model, resume=True, on_progress=report) for model in context.spec.models]
     return "; ".join(lines)
 
 
@@ -344,7 +350,7 @@ def sample_stage(context: Any) -> str:
         if path.exists() and _samples_current(path, context.spec, model):
             lines.append(f"samples of {model.label} are current")
             continue
-        lines.append(sample_model(context.spec, model, SamplingOptions())[1])
+        lines.append(sample_model(context.spec, model, SamplingOptions(), on_progress=context.on_progress)[1])
     return "; ".join(lines)
 
 

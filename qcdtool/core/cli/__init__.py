@@ -40,6 +40,15 @@ cli.add_command(sample)
 cli.add_command(evaluate)
 
 
+#: Progress bar label and unit of each stage of a run.
+STAGE_PROGRESS = {
+    "generate": ("generating", "events"),
+    "train": ("training", "steps"),
+    "sample": ("sampling", "conditions"),
+    "evaluate": ("evaluating", "tasks"),
+}
+
+
 @cli.command("run")
 @click.argument("spec_path", metavar="SPEC", type=click.Path(path_type=Path))
 @click.option(
@@ -68,6 +77,7 @@ def run(spec_path: Path, workers: int) -> None:
             run_dir=run_dir,
             verbosity=state.verbosity,
             on_progress=progress,
+            on_stage=lambda name: progress.relabel(*STAGE_PROGRESS.get(name, (name, "items"))),
         )
         report = run_pipeline(context)
     table = Table(title=f"run {spec.run.name}: {run_dir}")

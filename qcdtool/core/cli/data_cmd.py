@@ -30,20 +30,21 @@ FLAVOUR_NAMES = {1: "d", 2: "u", 3: "s", 4: "c", 5: "b"}
 
 
 class EventRateColumn(TextColumn):
-    """Events per second of a rich progress task."""
+    """Items per second of a rich progress task, in the task's own unit."""
 
     def __init__(self) -> None:
         super().__init__("")
 
     def render(self, task):  # type: ignore[no-untyped-def]
         speed = task.finished_speed or task.speed
-        return super().render(task) if speed is None else f"{speed:,.0f} events/s"
+        unit = task.fields.get("unit", "events")
+        return super().render(task) if speed is None else f"{speed:,.0f} {unit}/s"
 
 
-def event_progress(state: CliState, action: str = "generating") -> Progress:
-    """A progress bar over events: events done, events/s, elapsed time and ETA."""
+def event_progress(state: CliState) -> Progress:
+    """Make a progress display whose bars show items done, items/s, elapsed time and ETA."""
     return Progress(
-        TextColumn(action),
+        TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         EventRateColumn(),
@@ -63,21 +64,34 @@ class LazyProgress:
     or fails first prints no bar.
     """
 
-    def __init__(self, state: CliState, action: str) -> None:
-        self.progress = event_progress(state, action)
+    def __init__(self, state: CliState, action: str, unit: str = "events") -> None:
+        self.progress = event_progress(state)
+        self.action = action
+        self.unit = unit
+        self.started = False
         self.task: TaskID | None = None
 
     def __call__(self, done: int, total: int) -> None:
-        if self.task is None:
+        if not self.started:
             self.progress.start()
-            self.task = self.progress.add_task("events", total=total)
+            self.started = True
+        if self.task is None:
+            self.task = self.progress.add_task(self.action, total=total, unit=self.unit)
         self.progress.update(self.task, completed=done, total=total)
+
+    def relabel(self, action: str, unit: str) -> None:
+        """Start a new bar with another label and unit at the next update (a new stage of a run)."""
+        if self.task is not None:
+            self.progress.update(self.task, visible=False)
+        self.task = None
+        self.action = action
+        self.unit = unit
 
     def __enter__(self) -> LazyProgress:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.task is not None:
+        if self.started:
             self.progress.stop()
 
 
