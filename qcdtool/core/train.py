@@ -3,7 +3,7 @@
 Files in the run folder::
 
     models/<label>/            the model's checkpoints and loss.csv (written by the model)
-    models/<label>/training.json   what the core knows: spec hash, status, summary
+    models/<label>/training.json   the core's record: spec hash, status, summary
     models/<label>/loss.png    the loss curve, drawn from loss.csv
     samples/<label>.h5         conditions, truths, labels and generated images of the test set
 """
@@ -64,12 +64,12 @@ def samples_path(spec: RunSpec, label: str) -> Path:
 
 
 def dataset_file(spec: RunSpec) -> Path:
-    """The run's dataset file."""
+    """Return the path of the run's dataset file."""
     return spec.run_dir / "dataset.h5"
 
 
 def find_model(spec: RunSpec, label: str | None) -> list[PluginSpec]:
-    """The model tables with this label (all of them for None)."""
+    """Return the model tables with this label (all of them for None)."""
     if label is None:
         return list(spec.models)
     chosen = [model for model in spec.models if model.label == label]
@@ -80,12 +80,12 @@ def find_model(spec: RunSpec, label: str | None) -> list[PluginSpec]:
 
 
 def direction_of(model: PluginSpec) -> Direction:
-    """The direction parameter of a model table."""
+    """Return the direction parameter of a model table."""
     return Direction(model.params.direction)  # type: ignore[attr-defined]
 
 
 def model_pairs(spec: RunSpec, model: PluginSpec) -> dict[str, ImagePairs]:
-    """Train, validation and test image pairs of a model, split as the spec's [split] says."""
+    """Split a model's image pairs into train, validation and test sets as the spec's [split] table sets."""
     path = dataset_file(spec)
     with Dataset(path) as dataset:
         config = dataset.column("config_id")
@@ -129,7 +129,7 @@ def instantiate(spec: RunSpec, model: PluginSpec) -> Model:
 
 
 def read_training_record(folder: Path) -> dict[str, Any]:
-    """The core's record of a model's training, or an empty dict."""
+    """Read the core's record of a model's training, or return an empty dict."""
     record = folder / "training.json"
     return json.loads(record.read_text()) if record.exists() else {}
 
@@ -147,7 +147,7 @@ def train_model(
     if record:
         if record.get("spec_hash") != digest:
             raise QcdtoolError(
-                f"{folder} holds a model trained from a different spec, dataset or split; remove it or give the "
+                f"{folder} contains a model trained from a different spec, dataset or split; remove it or give the "
                 "model another label"
             )
         if record.get("status") == "complete":
@@ -237,7 +237,7 @@ def plot_loss(csv_path: Path, output: Path, title: str) -> None:
 
 
 def test_conditions(spec: RunSpec, pairs: ImagePairs, max_conditions: int) -> ImagePairs:
-    """The test pairs to sample, at most ``max_conditions`` of them, drawn at random (seeded)."""
+    """Choose the test pairs to sample: at most ``max_conditions`` of them, drawn at random (seeded)."""
     if max_conditions <= 0 or len(pairs) <= max_conditions:
         return pairs
     rng = np.random.default_rng(derive_seed(spec.run.seed, "test-conditions"))
@@ -331,7 +331,7 @@ def sample_model(
 
 
 def train_stage(context: Any) -> str:
-    """The pipeline's train stage: every model of the spec, resuming where one stopped."""
+    """Run the pipeline's train stage: every model of the spec, resuming where one stopped."""
     on_progress = context.on_progress
 
     def report(update: TrainingProgress) -> None:
@@ -343,7 +343,7 @@ def train_stage(context: Any) -> str:
 
 
 def sample_stage(context: Any) -> str:
-    """The pipeline's sample stage: every model of the spec on its test conditions."""
+    """Run the pipeline's sample stage: every model of the spec on its test conditions."""
     lines = []
     for model in context.spec.models:
         path = samples_path(context.spec, model.label)
