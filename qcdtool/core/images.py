@@ -117,17 +117,21 @@ def bin_index(x: ArrayLike, axis: Axis) -> IndexArray:
     # Flooring u + EDGE_TOLERANCE puts a u just below an integer k (within the
     # tolerance) into pixel k, and keeps one just above k in pixel k. That is the
     # same as snapping u onto k first, with one pass over the data.
-    x = np.asarray(x, dtype=np.float64)
-    shifted = (x - axis.low) * (axis.bins / (axis.high - axis.low)) + EDGE_TOLERANCE
+    # In-place arithmetic: one scratch array instead of a temporary per step.
+    shifted = np.asarray(x, dtype=np.float64) - axis.low
+    shifted *= axis.bins / (axis.high - axis.low)
+    shifted += EDGE_TOLERANCE
     index = np.floor(shifted)
     if axis.periodic:
         inside = np.isfinite(shifted)
         index = np.mod(np.where(inside, index, 0.0), axis.bins)
     else:
         # Snapped u in [0, bins] is shifted u in [0, bins + 2 tolerance]; NaN fails both tests.
-        inside = (shifted >= 0.0) & (shifted <= axis.bins + 2.0 * EDGE_TOLERANCE)
-        index = np.minimum(index, axis.bins - 1)
-    return np.where(inside, index, -1.0).astype(np.int64)
+        inside = shifted >= 0.0
+        inside &= shifted <= axis.bins + 2.0 * EDGE_TOLERANCE
+        np.minimum(index, axis.bins - 1, out=index)
+    np.putmask(index, ~inside, -1.0)
+    return index.astype(np.int64)
 
 
 def pixel_centers(axis: Axis) -> FloatArray:
@@ -428,20 +432,23 @@ def pixelize(points: Points, rows: Axis, cols: Axis, chunk_pixels: int = DEFAULT
     pixels_per_image = n_channels * height * width
 
     # 1. Pixel of each point; weight outside the window is dropped and counted.
+    #    Points outside keep their place in the arrays with zero weight in
+    #    pixel 0, which is cheaper than compressing every array to the inside.
     r = bin_index(points.row, rows)
     c = bin_index(points.col, cols)
     inside = (r >= 0) & (c >= 0)
-    outside = ~inside
-    dropped = np.bincount(points.image[outside], weights=points.weight[outside], minlength=points.n_images).astype(
+    flat = r * width
+    flat += c
+    if points.channel is not None:
+        flat += points.channel * (height * width)
+    np.putmask(flat, ~inside, 0)
+    weight = np.where(inside, points.weight, 0.0)
+    dropped = np.bincount(points.image, weights=points.weight - weight, minlength=points.n_images).astype(
         np.float64, copy=False
     )
 
-    # 2. Flat pixel index within the image, points grouped by image.
-    image = points.image[inside]
-    flat = r[inside] * width + c[inside]
-    if points.channel is not None:
-        flat += points.channel[inside] * (height * width)
-    weight = points.weight[inside]
+    # 2. Points grouped by image, which batches built from particles already are.
+    image = points.image
     if len(image) > 1 and np.any(image[1:] < image[:-1]):
         order = np.argsort(image, kind="stable")
         image, flat, weight = image[order], flat[order], weight[order]
