@@ -293,6 +293,10 @@ class Model(Plugin):
     """
 
     kind: ClassVar[PluginKind] = PluginKind.MODEL
+    #: Parameters that do not change what training produces (how often to
+    #: log, how many images to sample at a time...). Changing them does not
+    #: make a trained model out of date.
+    runtime_params: ClassVar[frozenset[str]] = frozenset()
 
     def fit(self, train: ImagePairs, validation: ImagePairs, run: TrainingRun) -> dict[str, float]:
         """Train on ``train`` (validating on ``validation``); return summary numbers.

@@ -281,10 +281,9 @@ def run_metric(
     record: dict[str, Any] = {"plugin": metric.plugin, "summary": metric.info.summary}
     directions = sorted(str(direction) for direction in type(instance).directions)
     if samples.direction not in type(instance).directions:
-        record.update(
-            status="skipped",
-            message=f"applies to {' and '.join(directions)} models only; model {samples.model} is {samples.direction}",
-        )
+        message = f"applies to {' and '.join(directions)} models only; model {samples.model} is {samples.direction}"
+        log.warning("metric %s skipped: %s", metric.label, message)
+        record.update(status="skipped", message=message)
         return record
 
     start = time.perf_counter()

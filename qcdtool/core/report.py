@@ -253,13 +253,33 @@ def _comparison_table(models: Mapping[str, Any], spec: RunSpec) -> str:
     )
     summary = ""
     if len(labels) > 1 and any(better is not None for *_, better in rows):
-        counts = "; ".join(f"<b>{_text(label)}</b> on {wins[label]}" for label in labels)
+        # No tally of wins: many values are views of the same thing (pooled and
+        # per-configuration distances, a summary of several W1), so a count
+        # would weigh a metric by how many numbers it reports.
         summary = (
-            f"<p>Significantly better (at least {SIGNIFICANCE:g}σ apart from the runner-up): {counts}; "
-            f"no significant difference on {undecided} values. Hover over a value's name for how it is computed; "
-            "the sections below give every note, table and figure.</p>"
+            f"<p>A highlighted cell is at least {SIGNIFICANCE:g}σ better than the runner-up on that value; "
+            "read the rows of the metric that answers your question (for the inverse map: "
+            "inversion-accuracy) rather than counting cells. <b>The uncertainties are statistical: they come "
+            "from the finite test sample and do not include the spread between trainings of the same model "
+            "with other seeds</b>, which can be larger; to see it, train a copy of a model under another label "
+            "(the training seed follows from the run seed and the label). Hover over a value's name for how it "
+            "is computed; the sections below give every note, table and figure.</p>"
         )
     return summary + table
+
+
+#: A baseline smaller than this fraction of its value is treated as zero: the
+#: ratio would only say how exactly the truth agrees with itself (the inverse
+#: truth is one image per configuration, so its halves agree perfectly).
+RATIO_FLOOR = 1e-3
+
+
+def _ratio_meaningful(cell: Mapping[str, Any], better: str | None) -> bool:
+    """Whether "value × baseline" says something: a ranked value and a baseline not negligible beside it."""
+    value, baseline = cell.get("value"), cell.get("baseline")
+    if better is None or value is None or not baseline:
+        return False
+    return bool(abs(baseline) >= RATIO_FLOOR * abs(value))
 
 
 def _comparison_row(
@@ -285,7 +305,7 @@ def _comparison_row(
         extra = ""
         if len(baselines) > 1 and cell.get("baseline") is not None:
             extra += f'<br><span class="small">baseline {format_number(cell["baseline"])}</span>'
-        if cell.get("baseline") and cell.get("value") is not None and better is not None:
+        if _ratio_meaningful(cell, better):
             ratio = format_number(cell["value"] / cell["baseline"], 2)
             extra += f'<br><span class="small">{ratio} × baseline</span>'
         style = "number best" if label == best else "number"
@@ -438,7 +458,9 @@ truth compared with truth (two halves of the true images, or two true hadronizat
 as close to the truth as the truth's own statistical fluctuations. For accuracies it is chance (1/K). For the
 inverse pixel distance and EMD it is a guess that ignores the condition. Classifier ceilings bound what any
 inverse model can reach; they are reference values, not scores.</li>
-<li><b>× baseline</b>: the value divided by its baseline.</li>
+<li><b>× baseline</b>: the value divided by its baseline, left out where the baseline is below a
+thousandth of the value (then the truth agrees with itself almost exactly, as the parton images of the
+inverse direction do, and the ratio says nothing about the model).</li>
 <li><b>better</b>: the best model on that value and its margin over the runner-up, in combined standard
 deviations (the two uncertainties added in quadrature, as if independent). Both models are scored against the
 same true images, so part of their noise is shared, and the true significance of a difference can be larger.

@@ -446,7 +446,7 @@ class _SpecChecker:
                 close = difflib.get_close_matches(model.imager, labels, n=1)
                 if close:
                     message += f"; did you mean '{close[0]}'?"
-                message += f" Imagers defined in this spec: {', '.join(labels) if labels else 'none'}."
+                message += f". Imagers defined in this spec: {', '.join(labels) if labels else 'none'}."
                 self.problem(f"{model.path}.imager", message)
 
 

@@ -87,6 +87,11 @@ def direction_of(model: PluginSpec) -> Direction:
 def model_pairs(spec: RunSpec, model: PluginSpec) -> dict[str, ImagePairs]:
     """Split a model's image pairs into train, validation and test sets as the spec's [split] table sets."""
     path = dataset_file(spec)
+    if not path.exists():
+        raise QcdtoolError(
+            f"{path} does not exist yet; make it with 'qcdtool generate SPEC', "
+            "or run every stage with 'qcdtool run SPEC'"
+        )
     with Dataset(path) as dataset:
         config = dataset.column("config_id")
         hadronization = dataset.column("hadronization")
@@ -103,6 +108,12 @@ def model_pairs(spec: RunSpec, model: PluginSpec) -> dict[str, ImagePairs]:
     return {name: ImagePairs(path, model.imager, direction, indices) for name, indices in rows.items()}
 
 
+def training_table(model: PluginSpec) -> dict[str, Any]:
+    """The model's table without the parameters that do not change what training produces."""
+    ignored: frozenset[str] = getattr(model.info.cls, "runtime_params", frozenset())
+    return {key: value for key, value in model.to_dict().items() if key not in ignored}
+
+
 def training_hash(spec: RunSpec, model: PluginSpec) -> str:
     """Hash of what decides a model's training: its dataset content, the split and its table."""
     from qcdtool.core.generate import content_hash
@@ -110,10 +121,24 @@ def training_hash(spec: RunSpec, model: PluginSpec) -> str:
     selected = {
         "dataset": content_hash(spec, None),
         "split": spec.split.model_dump(mode="json"),
-        "model": model.to_dict(),
+        "model": training_table(model),
         "seed": spec.run.seed,
     }
     return hashlib.sha256(json.dumps(selected, sort_keys=True).encode()).hexdigest()
+
+
+def out_of_date_reason(record: dict[str, Any], model: PluginSpec) -> str:
+    """Say what differs between a trained model's record and the spec's table now."""
+    stored = record.get("model")
+    if not isinstance(stored, dict):
+        return "the spec, the dataset or the split differ"
+    current = training_table(model)
+    changed = [
+        f"{key} = {stored.get(key)!r} then, {current.get(key)!r} now"
+        for key in sorted(set(stored) | set(current))
+        if stored.get(key) != current.get(key)
+    ]
+    return "; ".join(changed) if changed else "the dataset, the split or the run seed differ"
 
 
 def instantiate(spec: RunSpec, model: PluginSpec) -> Model:
@@ -147,21 +172,23 @@ def train_model(
     if record:
         if record.get("spec_hash") != digest:
             raise QcdtoolError(
-                f"{folder} contains a model trained from a different spec, dataset or split; remove it or give the "
-                "model another label"
+                f"{folder} contains model {model.label} trained with other settings "
+                f"({out_of_date_reason(record, model)}); restore them, give the model another label, "
+                "or remove the folder to train it again"
             )
         if record.get("status") == "complete":
-            return f"model {model.label} is trained ({record.get('summary', {})}); nothing to do"
+            return f"model {model.label} is trained ({_summary_text(record.get('summary', {}))}); nothing to do"
         if not resume:
             raise QcdtoolError(
                 f"the training of model {model.label} in {folder} was interrupted; pass --resume to continue it, "
                 "or remove the folder to start again"
             )
-    folder.mkdir(parents=True, exist_ok=True)
-    _write_record(folder, {"spec_hash": digest, "status": "training", "plugin": model.plugin})
-
-    pairs = model_pairs(spec, model)
+    pairs = model_pairs(spec, model)  # fails before anything is written when the dataset is missing
     device = resolve_device(spec.run.device)
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_record(
+        folder, {"spec_hash": digest, "status": "training", "plugin": model.plugin, "model": training_table(model)}
+    )
     run = TrainingRun(
         folder=folder,
         seed=derive_seed(spec.run.seed, "train", model.label),
@@ -186,12 +213,16 @@ def train_model(
             "spec_hash": digest,
             "status": "complete",
             "plugin": model.plugin,
+            "model": training_table(model),
             "summary": summary,
             "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         },
     )
-    numbers = ", ".join(f"{key} {value:.4g}" for key, value in summary.items())
-    return f"model {model.label} trained: {numbers}"
+    return f"model {model.label} trained: {_summary_text(summary)}"
+
+
+def _summary_text(summary: dict[str, float]) -> str:
+    return ", ".join(f"{key} {value:.4g}" for key, value in summary.items())
 
 
 def _write_record(folder: Path, record: dict[str, Any]) -> None:
@@ -254,7 +285,8 @@ def sample_model(
     """Sample a trained model on test conditions; write samples/<label>.h5."""
     sampling = spec.sampling
     sampler = options.sampler or sampling.sampler
-    steps = options.steps if options.steps is not None else sampling.steps
+    # Ancestral DDPM runs every step of the model's chain; a step count means DDIM steps only.
+    steps = None if sampler == "ddpm" else options.steps if options.steps is not None else sampling.steps
     per_condition = options.per_condition or sampling.per_condition
     max_conditions = options.max_conditions if options.max_conditions is not None else sampling.max_conditions
 
@@ -264,7 +296,8 @@ def sample_model(
         raise QcdtoolError(f"model {model.label} is not trained yet; run 'qcdtool train SPEC --model {model.label}'")
     if record.get("spec_hash") != training_hash(spec, model):
         raise QcdtoolError(
-            f"model {model.label} in {folder} was trained from a different spec, dataset or split; train it again"
+            f"model {model.label} in {folder} was trained with other settings ({out_of_date_reason(record, model)}); "
+            "restore them, or remove the folder and train it again"
         )
 
     device = resolve_device(spec.run.device)
@@ -275,7 +308,50 @@ def sample_model(
     output = samples_path(spec, model.label)
     output.parent.mkdir(parents=True, exist_ok=True)
     temporary = output.with_name(output.name + TEMPORARY_SUFFIX)
-    seed = derive_seed(spec.run.seed, "sample", model.label, sampler, steps)
+    seed = derive_seed(spec.run.seed, "sample", model.label, sampler, "all" if steps is None else steps)
+    n = len(pairs)
+    try:
+        _write_samples(
+            temporary,
+            spec,
+            model,
+            instance,
+            pairs,
+            labels,
+            record,
+            sampler,
+            steps,
+            per_condition,
+            max_conditions,
+            seed,
+            device,
+            on_progress,
+        )
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    os.replace(temporary, output)
+    how = f"{sampler}, {steps} steps" if steps is not None else f"{sampler}, every step of the model's chain"
+    return output, f"samples of {model.label}: {n} conditions x {per_condition} ({how}) in {output}"
+
+
+def _write_samples(
+    temporary: Path,
+    spec: RunSpec,
+    model: PluginSpec,
+    instance: Model,
+    pairs: ImagePairs,
+    labels: dict[str, NDArray[np.generic]],
+    record: dict[str, Any],
+    sampler: str,
+    steps: int | None,
+    per_condition: int,
+    max_conditions: int,
+    seed: int,
+    device: str,
+    on_progress: Callable[[int, int], None] | None,
+) -> None:
+    """Draw the samples of every condition of ``pairs`` and write them, with truths and labels, to ``temporary``."""
     condition_shape, target_shape = pairs.shapes
     n = len(pairs)
     with h5py.File(temporary, "w") as file:
@@ -322,8 +398,6 @@ def sample_model(
             generated[start:stop] = drawn
             if on_progress:
                 on_progress(stop, n)
-    os.replace(temporary, output)
-    return output, f"samples of {model.label}: {n} conditions x {per_condition} ({sampler}, {steps} steps) in {output}"
 
 
 # --------------------------------------------------------------------------
@@ -350,6 +424,8 @@ def sample_stage(context: Any) -> str:
         if path.exists() and _samples_current(path, context.spec, model):
             lines.append(f"samples of {model.label} are current")
             continue
+        if path.exists():
+            log.warning("samples of %s were drawn with other options than [sampling]; drawing them again", model.label)
         lines.append(sample_model(context.spec, model, SamplingOptions(), on_progress=context.on_progress)[1])
     return "; ".join(lines)
 
@@ -363,8 +439,9 @@ def sampling_hash(training: str, sampler: str, steps: int | None, per_condition:
 def _samples_current(path: Path, spec: RunSpec, model: PluginSpec) -> bool:
     record = read_training_record(model_dir(spec, model.label))
     sampling = spec.sampling
+    steps = None if sampling.sampler == "ddpm" else sampling.steps
     expected = sampling_hash(
-        str(record.get("spec_hash")), sampling.sampler, sampling.steps, sampling.per_condition, sampling.max_conditions
+        str(record.get("spec_hash")), sampling.sampler, steps, sampling.per_condition, sampling.max_conditions
     )
     with h5py.File(path, "r") as file:
         return bool(file.attrs.get("sampling_hash") == expected)

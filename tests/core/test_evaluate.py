@@ -427,6 +427,11 @@ def test_groups_by_direction_and_imager() -> None:
     assert list(comparable_groups(models).values()) == [["a", "c"], ["b"]]
 
 
-def test_report_counts_wins(run: EvaluatedRun) -> None:
-    wins = {model: int(re.search(rf"<b>{model}</b> on (\d+)", run.report).group(1)) for model in ("perfect", "poor")}
-    assert wins["perfect"] > wins["poor"]
+def test_report_ranks_accuracy(run: EvaluatedRun) -> None:
+    row = re.search(r'<td title="[^"]*">accuracy</td>.*?</tr>', run.report, flags=re.S)
+    assert row is not None
+    assert "perfect, by" in row.group(0)
+
+
+def test_report_states_uncertainty_kind(run: EvaluatedRun) -> None:
+    assert "do not include the spread between trainings" in run.report

@@ -185,3 +185,40 @@ def test_plugins_show_model(run_cli: Callable[..., Result]) -> None:
     assert result.exit_code == 0
     for text in ("condition_input", "prior-shift", "intensity_transform", "learning_rate"):
         assert text in result.stdout
+
+
+def test_train_before_generate(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, "early")
+    result = invoke("train", str(spec), "--model", "plain")
+    assert result.exit_code == 2
+    assert "does not exist yet; make it with 'qcdtool generate SPEC'" in result.stderr
+    assert not (tmp_path / "runs" / "early" / "models" / "plain").exists()
+
+
+def test_runtime_parameter_keeps_model(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, "runtime")
+    assert invoke("generate", str(spec)).exit_code == 0
+    assert invoke("train", str(spec), "--model", "plain").exit_code == 0
+    spec.write_text(spec.read_text().replace("log_interval = 2", "log_interval = 3"))
+    result = invoke("train", str(spec), "--model", "plain")
+    assert result.exit_code == 0
+    assert "is trained" in result.stderr
+
+
+def test_changed_parameter_named(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, "changed")
+    assert invoke("generate", str(spec)).exit_code == 0
+    assert invoke("train", str(spec), "--model", "plain").exit_code == 0
+    spec.write_text(spec.read_text().replace("base_channels = 8", "base_channels = 16"))
+    result = invoke("train", str(spec), "--model", "plain")
+    assert result.exit_code == 2
+    assert "base_channels = 8 then, 16 now" in result.stderr
+
+
+def test_ddpm_sampler_records_every_step(trained_run: Path) -> None:
+    spec = trained_run.parent.parent / f"{trained_run.name}.toml"
+    result = invoke("sample", str(spec), "--model", "plain", "--sampler", "ddpm", "--steps", "7")
+    assert result.exit_code == 0
+    assert "ddpm, every step of the model's chain" in result.stderr
+    with h5py.File(trained_run / "samples" / "plain.h5") as file:
+        assert int(file.attrs["steps"]) == -1

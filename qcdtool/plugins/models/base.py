@@ -156,6 +156,13 @@ class DiffusionParams(PluginParams):
         return self
 
 
+#: Parameters that change neither the weights nor the losses: how often to log,
+#: validate and save, how many images to sample at a time, whether to compile.
+RUNTIME_PARAMS = frozenset(
+    {"sample_batch_size", "compile", "log_interval", "validation_interval", "validation_pairs", "checkpoint_interval"}
+)
+
+
 class DiffusionModel(Model):
     """Training, checkpoints and sampling of a conditional diffusion model, shared by the plugins.
 
@@ -164,6 +171,7 @@ class DiffusionModel(Model):
     """
 
     Params: ClassVar[type[PluginParams]] = DiffusionParams
+    runtime_params: ClassVar[frozenset[str]] = RUNTIME_PARAMS
 
     def __init__(self, params: PluginParams, context: PluginContext) -> None:
         super().__init__(params, context)

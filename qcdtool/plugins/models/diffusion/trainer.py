@@ -32,7 +32,7 @@ from qcdtool.core.contracts import TrainingProgress, TrainingRun
 from qcdtool.core.errors import QcdtoolError
 from qcdtool.core.pairs import ImagePairs
 from qcdtool.core.seeds import derive_seed
-from qcdtool.plugins.models.base import DiffusionParams
+from qcdtool.plugins.models.base import RUNTIME_PARAMS, DiffusionParams
 from qcdtool.plugins.models.diffusion.checkpoint import (
     check_params,
     check_shapes,
@@ -53,9 +53,7 @@ log = logging.getLogger(__name__)
 LOSS_FILE = "loss.csv"
 LOSS_COLUMNS = ("step", "loss", "validation_loss", "learning_rate", "images_per_second")
 #: Parameters that change neither the weights nor the losses, so a checkpoint may differ in them.
-RUNTIME_KEYS = frozenset(
-    {"sample_batch_size", "compile", "log_interval", "validation_interval", "validation_pairs", "checkpoint_interval"}
-)
+RUNTIME_KEYS = RUNTIME_PARAMS
 #: Parameters of the optimization only, which sampling a checkpoint does not depend on.
 OPTIMIZATION_KEYS = frozenset(
     {
