@@ -150,3 +150,10 @@ def test_grouped_identical_groups_zero() -> None:
 def test_grouped_rejects_mismatched_groups() -> None:
     with pytest.raises(ValueError, match="one group label per sample"):
         grouped_bootstrap_wasserstein_1([0.0, 1.0], [0.0], [0], [0], rng=np.random.default_rng(0))
+
+
+def test_baseline_ignores_generated_size() -> None:
+    truth = np.random.default_rng(0).normal(size=400)
+    small = wasserstein_1_metric(truth[:50], truth, rng=np.random.default_rng(7), n_bootstrap=5)
+    large = wasserstein_1_metric(np.tile(truth, 3), truth, rng=np.random.default_rng(7), n_bootstrap=5)
+    assert small.baseline == large.baseline

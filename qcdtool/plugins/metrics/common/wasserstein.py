@@ -193,8 +193,12 @@ def wasserstein_1_metric(
     generated_ = _as_samples(generated, "generated")
     truth_ = _as_samples(truth, "truth")
     value = wasserstein_1(generated_, truth_)
+    # The halves are drawn from a generator split off before the bootstrap, so
+    # the baseline depends on the truth alone and is the same for every model
+    # scored against it, whatever the number of generated samples.
+    halves_rng = rng.spawn(1)[0]
+    baseline = truth_halves_wasserstein_1(truth_, rng=halves_rng) if len(truth_) >= 2 else None
     replicates = bootstrap_wasserstein_1(generated_, truth_, rng=rng, n_bootstrap=n_bootstrap)
-    baseline = truth_halves_wasserstein_1(truth_, rng=rng) if len(truth_) >= 2 else None
     return MetricValue(
         value=value,
         uncertainty=float(np.std(replicates, ddof=1)),
