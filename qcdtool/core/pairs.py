@@ -91,6 +91,7 @@ class ImagePairs:
         """
         if len(self) == 0:
             raise DatasetError(f"no image pairs to train on in {self.path} (imager '{self.label}')")
+        block_rows = max(block_rows, batch_size)  # a batch never spans two blocks, so a block holds one
         starts = np.arange(0, len(self), block_rows)
         with Dataset(self.path) as dataset:
             for start in rng.permutation(starts):

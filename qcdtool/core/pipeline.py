@@ -143,6 +143,10 @@ def _changed_event_parts(previous: dict[str, Any], current: dict[str, Any]) -> l
 def run_pipeline(context: StageContext) -> RunReport:
     """Run every wanted stage in order; stop at the first one that is not available."""
     report = RunReport(run_dir=context.run_dir)
+    if context.spec.models:
+        from qcdtool.core.device import resolve_device
+
+        resolve_device(context.spec.run.device)  # a missing device is an error before any stage runs
     stages = _stages()
     for position, stage in enumerate(stages):
         if not stage.wanted(context.spec):

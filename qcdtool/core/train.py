@@ -184,6 +184,14 @@ def train_model(
                 "or remove the folder to start again"
             )
     pairs = model_pairs(spec, model)  # fails before anything is written when the dataset is missing
+    batch_size = getattr(model.params, "batch_size", None)
+    if isinstance(batch_size, int) and batch_size > len(pairs["train"]):
+        log.warning(
+            "model %s: batch_size %d is larger than the %d training pairs; each step uses all of them",
+            model.label,
+            batch_size,
+            len(pairs["train"]),
+        )
     device = resolve_device(spec.run.device)
     folder.mkdir(parents=True, exist_ok=True)
     _write_record(
