@@ -147,6 +147,9 @@ class UnitProcessor:
 
     def process(self, unit: WorkUnit) -> UnitResult:
         """Generate a unit, find its jets, draw its images; keep accepted events only."""
+        # NOTE: in independent mode this path runs at about 0.5 of raw PYTHIA's
+        # next() (target 0.6): nextBatch's conversion and FastJet's C++ take
+        # most of the gap; docs/benchmarks.md has the breakdown.
         events = self.generator.run(unit)
         pairs = find_jet_pairs(events.parton, events.hadron, self.jets, events.config_id)
         accepted = np.flatnonzero(pairs.accepted)
