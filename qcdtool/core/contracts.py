@@ -208,7 +208,7 @@ class ImageDescription:
 class ImageSet:
     """Images of both levels for the same events, (n, C, H, W) float32 each.
 
-    ``per_image`` holds extra per-event columns the imager wants stored,
+    ``per_image`` contains extra per-event columns the imager wants stored,
     for example the momentum fraction that fell outside the window.
     """
 
@@ -361,7 +361,7 @@ class SampleSet:
 
     Images are in the dataset's intensity units: ``conditions`` and
     ``truth`` (n, C, H, W), ``generated`` (n, K, C, H, W) with K samples per
-    condition. ``labels`` holds ``config_id``, ``flavour`` and
+    condition. ``labels`` contains ``config_id``, ``flavour`` and
     ``hadronization`` (n,). ``image`` holds the imager's description
     attributes (``axes``, ``extents``, ``units``, ``intensity``, ``channels``).
     """

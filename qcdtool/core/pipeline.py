@@ -57,7 +57,7 @@ class Stage:
     name: str
     description: str
     run: Callable[[StageContext], str] | None = None
-    #: Whether the spec asks for this stage at all.
+    #: Whether the spec requests this stage at all.
     wanted: Callable[[RunSpec], bool] = lambda spec: True
     unavailable_reason: str = ""
 
@@ -130,7 +130,7 @@ def prepare_run_dir(spec: RunSpec) -> Path:
 
 
 def _changed_event_parts(previous: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """The spec parts that decide the events and differ between two resolved specs."""
+    """List the spec parts that decide the events and differ between two resolved specs."""
     changed = []
     if previous.get("run", {}).get("seed") != current.get("run", {}).get("seed"):
         changed.append("seed")

@@ -107,7 +107,7 @@ class PluginRegistry:
         return [info for (_, n), info in self.plugins.items() if n == name]
 
     def get(self, kind: PluginKind, name: str) -> PluginInfo:
-        """Return the plugin of this kind and name, or raise a PluginError that says why not."""
+        """Return the plugin of this kind and name, or raise a PluginError that explains why not."""
         info = self.plugins.get((kind, name))
         if info is not None:
             return info

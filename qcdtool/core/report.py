@@ -275,7 +275,7 @@ RATIO_FLOOR = 1e-3
 
 
 def _ratio_meaningful(cell: Mapping[str, Any], better: str | None) -> bool:
-    """Whether "value × baseline" says something: a ranked value and a baseline not negligible beside it."""
+    """Return whether "value × baseline" is informative: a ranked value and a baseline not negligible beside it."""
     value, baseline = cell.get("value"), cell.get("baseline")
     if better is None or value is None or not baseline:
         return False
@@ -291,7 +291,7 @@ def _comparison_row(
     verdict: str,
     best: str | None,
 ) -> str:
-    """One row of the comparison table: the value of each model, the baseline and the verdict."""
+    """Format one row of the comparison table: the value of each model, the baseline and the verdict."""
     baselines = {cell.get("baseline") for cell in cells.values()}
     baseline = format_number(next(iter(baselines)), 3) if len(baselines) == 1 else "see cells"
     note = next((cell.get("note", "") for cell in cells.values()), "")

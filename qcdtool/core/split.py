@@ -55,7 +55,7 @@ def _splitmix64(x: NDArray[np.uint64]) -> NDArray[np.uint64]:
 
 
 def uniform_labels(seed: int, *labels: NDArray[np.integer]) -> NDArray[np.float64]:
-    """A number in [0, 1) for each row, determined by the seed and the rows' labels."""
+    """Draw a number in [0, 1) for each row, determined by the seed and the rows' labels."""
     value = _splitmix64(np.full(len(labels[0]), seed, dtype=np.uint64))
     for label in labels:
         with np.errstate(over="ignore"):

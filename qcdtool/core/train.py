@@ -45,7 +45,7 @@ SAMPLE_CHUNK = 256
 
 @dataclass(frozen=True)
 class SamplingOptions:
-    """How samples are drawn; None takes the spec's [sampling] value."""
+    """Sampling choices of one command; None takes the spec's [sampling] value."""
 
     sampler: str | None = None
     steps: int | None = None
@@ -109,7 +109,7 @@ def model_pairs(spec: RunSpec, model: PluginSpec) -> dict[str, ImagePairs]:
 
 
 def training_table(model: PluginSpec) -> dict[str, Any]:
-    """The model's table without the parameters that do not change what training produces."""
+    """Return the model's table without the parameters that do not change what training produces."""
     ignored: frozenset[str] = getattr(model.info.cls, "runtime_params", frozenset())
     return {key: value for key, value in model.to_dict().items() if key not in ignored}
 
@@ -294,7 +294,9 @@ def sample_model(
     sampling = spec.sampling
     sampler = options.sampler or sampling.sampler
     # Ancestral DDPM runs every step of the model's chain; a step count means DDIM steps only.
-    steps = None if sampler == "ddpm" else options.steps if options.steps is not None else sampling.steps
+    steps: int | None = options.steps if options.steps is not None else sampling.steps
+    if sampler == "ddpm":
+        steps = None
     per_condition = options.per_condition or sampling.per_condition
     max_conditions = options.max_conditions if options.max_conditions is not None else sampling.max_conditions
 

@@ -137,7 +137,7 @@ def print_plugin(info: PluginInfo) -> None:
 
 
 def type_name(annotation: Any) -> str:
-    """A short, TOML-flavoured name for a parameter's type."""
+    """Return a short, TOML-flavoured name for a parameter's type."""
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin is typing.Literal:
@@ -159,7 +159,7 @@ def type_name(annotation: Any) -> str:
 
 
 def default_text(field_info: FieldInfo) -> str:
-    """The default as TOML would write it; a missing (None) default is derived at run time."""
+    """Format the default as TOML would write it; a missing (None) default is derived at run time."""
     factory = field_info.default_factory
     default = factory() if factory is not None else field_info.default  # type: ignore[call-arg]
     if default is PydanticUndefined:
@@ -192,7 +192,7 @@ def allowed_text(field_info: FieldInfo) -> str:
 
 
 def literal_choices(annotation: Any) -> list[Any]:
-    """The values of a Literal type, also inside Optional, lists and unions."""
+    """Collect the values of a Literal type, also inside Optional, lists and unions."""
     origin = typing.get_origin(annotation)
     if origin is typing.Literal:
         return list(typing.get_args(annotation))

@@ -168,7 +168,7 @@ class PythiaEEParams(PluginParams):
 
 
 def _rejected_settings(settings: Sequence[str]) -> list[tuple[int, str]]:
-    """The settings PYTHIA's ``readString`` rejects, with their positions; PYTHIA's complaints are discarded."""
+    """Find the settings PYTHIA's ``readString`` rejects, with their positions; PYTHIA's messages are discarded."""
     if not settings:
         return []
     import os
