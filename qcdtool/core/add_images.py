@@ -74,12 +74,14 @@ def add_images(
     imagers: Mapping[str, Imager],
     force: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
+    redraw_current: bool = False,
 ) -> str:
     """Draw the spec's imagers that ``path`` lacks and add them; return a summary.
 
     An imager whose label is in the file with other parameters is an error
     unless ``force`` is set, in which case its images are drawn again.
-    Images of labels the spec does not name are kept.
+    ``redraw_current`` draws the current ones again too. Images of labels
+    the spec does not name are kept.
     """
     with Dataset(path) as dataset:
         plan = plan_images(dataset, imagers)
@@ -90,7 +92,7 @@ def add_images(
             f"{path} holds images of imager(s) {labels} made with other parameters; rename the imager's "
             "label in the spec to keep both, or pass --force to 'qcdtool images SPEC --add' to replace them"
         )
-    to_draw = [*plan.missing, *(plan.different if force else ())]
+    to_draw = [*plan.missing, *(plan.different if force else ()), *(plan.current if redraw_current else ())]
     if not to_draw:
         return f"{path.name} already holds the images of {', '.join(imagers) or 'no imager'}; nothing to add"
 

@@ -198,35 +198,59 @@ def file_digest(path: Path) -> str:
     return hasher.hexdigest()
 
 
-def evaluation_hash(spec: RunSpec, models: list[PluginSpec], digests: Mapping[str, str]) -> str:
-    """Hash of everything the evaluation's output depends on."""
-    losses = {}
-    for model in models:
-        loss = model_dir(spec, model.label) / "loss.csv"
-        losses[model.label] = file_digest(loss) if loss.exists() else None
+def model_evaluation_hash(spec: RunSpec, model: PluginSpec, samples_digest: str) -> str:
+    """Hash of everything one model's metric results and figures depend on.
+
+    The samples file records the training and sampling hashes, so its
+    digest stands for the model, its data and its sampling. Other models of
+    the spec do not enter: changing one model re-evaluates only that one.
+    """
+    loss = model_dir(spec, model.label) / "loss.csv"
     selected = {
-        "spec": spec.hash(),
-        "models": [model.label for model in models],
-        "samples": dict(digests),
-        "losses": losses,
+        "samples": samples_digest,
+        "loss": file_digest(loss) if loss.exists() else None,
+        "model": model.to_dict(),
+        "metrics": [metric.to_dict() for metric in spec.metrics],
+        "split": spec.split.model_dump(mode="json"),
+        "seed": spec.run.seed,
         "qcdtool": __version__,
     }
     return hashlib.sha256(json.dumps(selected, sort_keys=True).encode()).hexdigest()
 
 
-def _current(run_dir: Path, digest: str) -> bool:
-    metrics = run_dir / METRICS_FILE
-    if not metrics.exists() or not (run_dir / REPORT_FILE).exists():
-        return False
+def evaluation_hash(spec: RunSpec, models: list[PluginSpec], digests: Mapping[str, str]) -> str:
+    """Hash of everything metrics.json depends on: each model's evaluation hash, in order."""
+    selected = [[model.label, model_evaluation_hash(spec, model, digests[model.label])] for model in models]
+    return hashlib.sha256(json.dumps(selected).encode()).hexdigest()
+
+
+def read_metrics_record(run_dir: Path) -> dict[str, Any]:
+    """The content of a run's metrics.json, or an empty dict when it is missing or unreadable."""
     try:
-        record = json.loads(metrics.read_text(encoding="utf-8"))
+        record = json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
+        return {}
+    return record if isinstance(record, dict) and record.get("format") == METRICS_FORMAT else {}
+
+
+def evaluation_current(spec: RunSpec) -> bool:
+    """Whether metrics.json holds the evaluation of every model of the spec as it stands."""
+    models = list(spec.models)
+    paths = [samples_path(spec, model.label) for model in models]
+    if not models or not all(path.exists() for path in paths):
         return False
-    return bool(record.get("evaluation_hash") == digest)
+    digests = {model.label: file_digest(path) for model, path in zip(models, paths, strict=True)}
+    return bool(read_metrics_record(spec.run_dir).get("evaluation_hash") == evaluation_hash(spec, models, digests))
 
 
-# --------------------------------------------------------------------------
-# Running the metrics
+def _reusable(previous: Mapping[str, Any], label: str, digest: str, run_dir: Path) -> dict[str, Any] | None:
+    """The previous metrics.json entry of a model, when its hash matches and its figures are still there."""
+    entry = previous.get("models", {}).get(label)
+    if not isinstance(entry, dict) or entry.get("evaluation_hash") != digest:
+        return None
+    if not (run_dir / FIGURES_DIR / _file_name(label)).is_dir():
+        return None
+    return entry
 
 
 def _number(value: float | None) -> float | None:
@@ -362,9 +386,17 @@ def versions() -> dict[str, str]:
 
 
 def evaluate_run(
-    spec: RunSpec, options: EvaluateOptions = EvaluateOptions(), on_progress: ProgressCallback | None = None
+    spec: RunSpec,
+    options: EvaluateOptions = EvaluateOptions(),
+    on_progress: ProgressCallback | None = None,
+    report: bool = True,
 ) -> EvaluationOutcome:
-    """Run every metric of the spec on the chosen models' samples; write metrics.json, figures and report.html."""
+    """Run every metric of the spec on the chosen models' samples; write metrics.json and figures.
+
+    A model whose samples, loss history and metrics are those of the last
+    evaluation keeps its results and figures; only the others are
+    computed. ``report`` also writes report.html.
+    """
     from qcdtool.core.report import write_report
 
     run_dir = spec.run_dir
@@ -381,7 +413,8 @@ def evaluate_run(
     digests = {model.label: file_digest(samples_path(spec, model.label)) for model in models}
     digest = evaluation_hash(spec, models, digests)
     metrics_path, report_path = run_dir / METRICS_FILE, run_dir / REPORT_FILE
-    if not options.force and _current(run_dir, digest):
+    previous = {} if options.force else read_metrics_record(run_dir)
+    if previous.get("evaluation_hash") == digest and (report_path.exists() or not report):
         return EvaluationOutcome(metrics_path, report_path, f"metrics and report of {len(models)} models are current")
     if not spec.metrics:
         log.warning("the spec has no [[metrics]] tables; the report shows samples and losses only")
@@ -405,13 +438,24 @@ def evaluate_run(
         "figures": {},
     }
     failed: list[str] = []
+    reused: list[str] = []
 
-    # 2. Each model: read its samples, run every metric, draw its images.
+    # 2. Each model: keep the results of the last evaluation when they are current,
+    #    otherwise read its samples, run every metric and draw its images.
     for model in models:
+        model_hash = model_evaluation_hash(spec, model, digests[model.label])
+        entry = _reusable(previous, model.label, model_hash, run_dir)
+        if entry is not None:
+            shutil.copytree(run_dir / FIGURES_DIR / _file_name(model.label), figures_dir / _file_name(model.label))
+            record["models"][model.label] = entry
+            reused.append(model.label)
+            done += len(spec.metrics) + 2
+            continue
         if on_progress:
             on_progress(done, total, f"{model.label}: reading samples")
         loaded = read_samples(spec, model)
         entry = _model_record(loaded, digests[model.label])
+        entry["evaluation_hash"] = model_hash
         pairs = model_pairs(spec, model)
         done += 1
         for metric in spec.metrics:
@@ -422,14 +466,16 @@ def evaluate_run(
             )
             result = run_metric(metric, instances[metric.label], loaded.samples, references, figures_dir)
             entry["metrics"][metric.label] = result
-            if result["status"] == "failed":
-                failed.append(f"{metric.label} on {model.label}: {result['message']}")
             done += 1
         if on_progress:
             on_progress(done, total, f"{model.label}: drawing samples")
         entry["figures"] = _core_figures(loaded, figures_dir)
         record["models"][model.label] = entry
         done += 1
+    for label, entry in record["models"].items():
+        for metric_label, result in entry["metrics"].items():
+            if result.get("status") == "failed":
+                failed.append(f"{metric_label} on {label}: {result.get('message')}")
 
     # 3. The loss curves of all models in one figure.
     from qcdtool.core.plots import loss_figure
@@ -440,15 +486,20 @@ def evaluate_run(
         paths = save_figure(losses, figures_dir, figures_dir / "training", "loss")
         record["figures"]["loss"] = {key: f"{FIGURES_DIR}/{path}" for key, path in paths.items()}
 
-    # 4. Swap in the figures, then write metrics.json and report.html (each via a temporary file).
+    # 4. Swap in the figures, then write metrics.json (and report.html), each via a temporary file.
     final_figures = run_dir / FIGURES_DIR
     shutil.rmtree(final_figures, ignore_errors=True)
     os.replace(figures_dir, final_figures)
     _write_text(metrics_path, json.dumps(record, indent=2, allow_nan=False) + "\n")
-    write_report(record, spec, run_dir, report_path)
+    if report:
+        write_report(record, spec, run_dir, report_path)
     if on_progress:
         on_progress(total, total, "done")
-    message = f"{len(models)} models x {len(spec.metrics)} metrics evaluated; report: {report_path}"
+    computed = len(models) - len(reused)
+    message = f"{computed} models x {len(spec.metrics)} metrics evaluated"
+    if reused:
+        message += f", results of {', '.join(reused)} current and kept"
+    message += f"; report: {report_path}" if report else f"; metrics: {metrics_path}"
     if failed:
         message += f"; {len(failed)} metric runs failed (see {METRICS_FILE})"
     return EvaluationOutcome(metrics_path, report_path, message, failed)
@@ -471,13 +522,13 @@ def _write_text(path: Path, text: str) -> None:
 # Pipeline stage
 
 
-def evaluate_stage(context: Any) -> str:
-    """Run the pipeline's evaluate stage: every model and metric of the spec, skipped when current."""
+def evaluate_stage(context: Any, force: bool = False) -> str:
+    """Run the pipeline's evaluate stage: every model and metric of the spec, kept where current."""
     progress = context.on_progress
 
     def report(done: int, total: int, what: str) -> None:
         if progress is not None:
             progress(done, total)
 
-    outcome = evaluate_run(context.spec, EvaluateOptions(force=context.options.force), on_progress=report)
+    outcome = evaluate_run(context.spec, EvaluateOptions(force=force), on_progress=report, report=False)
     return outcome.message

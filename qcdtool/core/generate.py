@@ -274,6 +274,11 @@ def _write_parts(
 
 def build_processor(spec: RunSpec) -> UnitProcessor:
     """Instantiate the spec's generator and imagers."""
+    if spec.generator is None:
+        raise QcdtoolError(
+            f"the spec reads the dataset {spec.dataset_path} ([run] dataset) and has no [generator] table, "
+            "so it cannot generate events; add a [generator] table, or drop [run] dataset"
+        )
     context = spec.context()
     generator_cls = spec.generator.info.cls
     generator = generator_cls(spec.generator.params, context)
@@ -294,6 +299,11 @@ def generate_dataset(
     at most the units in progress. ``on_progress(events_done, events_total)``
     is called after each unit.
     """
+    if spec.external_dataset and options.output is None and options.shard is None:
+        raise QcdtoolError(
+            f"the spec reads the dataset {spec.dataset_path} ([run] dataset) and generates no events; "
+            "drop [run] dataset to generate the run's own, or give --output FILE"
+        )
     processor = build_processor(spec)
     units = processor.generator.plan(options.n_events)
     if options.shard is not None:
@@ -428,7 +438,7 @@ def _create_writer(
         "spec_hash": digest,
         "events_hash": events_hash(spec, options.n_events),
         "seed": spec.run.seed,
-        "generator": json.dumps({"plugin": spec.generator.plugin, **processor.generator.metadata()}, sort_keys=True),
+        "generator": json.dumps({"plugin": processor.generator.name, **processor.generator.metadata()}, sort_keys=True),
         "shard": str(options.shard) if options.shard else "",
         "units_planned": n_units,
         "events_override": options.n_events if options.n_events is not None else -1,
@@ -439,8 +449,50 @@ def _create_writer(
     return DatasetWriter.create(path, attrs, imagers)
 
 
-def generate_stage(context: StageContext) -> str:
-    """Run the pipeline's generate stage: make, resume or complete the run's dataset.h5."""
+def generate_stage(context: StageContext, force: bool = False) -> str:
+    """Run the pipeline's generate stage: make or resume the run's dataset.h5, or find it current.
+
+    A dataset.h5 whose events came from another seed, [generator] or [jets]
+    is stale: it is removed and made again, and every later stage finds its
+    own results stale through their hashes. ``force`` makes it again even
+    when current.
+    """
+    spec = context.spec
+    if spec.external_dataset:
+        with Dataset(spec.dataset_path) as dataset:  # a missing, incomplete or foreign file is an error here
+            n_events = len(dataset)
+        return f"reads {spec.dataset_path} ({n_events} events), made elsewhere"
+    path = spec.dataset_path
+    folder = parts_dir(path)
+    stale = ""
+    if path.exists() and not force:
+        with Dataset(path) as dataset:
+            n_events = len(dataset)
+            if dataset.attrs.get("events_hash") == events_hash(spec, None):
+                return f"{path.name} is current ({n_events} events)"
+        stale = f"{path.name} holds events of another seed, [generator] or [jets]"
+    if folder.exists() and not force:
+        manifest = folder / "manifest.json"
+        recorded = json.loads(manifest.read_text()) if manifest.exists() else {}
+        if recorded.get("spec_hash") != content_hash(spec, None):
+            stale = stale or f"the interrupted generation in {folder.name} was started from another spec"
+    if force or stale:
+        log.warning("generating %s again: %s", path.name, stale or "as asked")
+        path.unlink(missing_ok=True)
+        shutil.rmtree(folder, ignore_errors=True)
     options = GenerateOptions(workers=context.options.workers, resume=True, verbosity=context.verbosity)
-    _, summary = generate_dataset(context.spec, options, context.on_progress)
+    _, summary = generate_dataset(spec, options, context.on_progress)
     return summary
+
+
+def generated_current(spec: RunSpec) -> str | None:
+    """Why the generate stage is not current for ``spec``, or None when it is."""
+    path = spec.dataset_path
+    if not path.exists():
+        return f"{path} does not exist"
+    if spec.external_dataset:
+        return None
+    with Dataset(path) as dataset:
+        if dataset.attrs.get("events_hash") != events_hash(spec, None):
+            return f"{path.name} holds events of another seed, [generator] or [jets]"
+    return None

@@ -15,7 +15,7 @@ import json
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -59,6 +59,15 @@ class RunSection(SpecSection):
     )
     device: Literal["auto", "cpu", "cuda", "mps"] = Field(
         "auto", description="Device for training and sampling; auto picks cuda, then mps, then cpu."
+    )
+    dataset: str | None = Field(
+        None,
+        min_length=1,
+        description=(
+            "A dataset file made elsewhere (merged shards, a colleague's file) to train and evaluate on "
+            "instead of generating events; a relative path is taken from the spec file's folder. "
+            "The [generator] table is then optional and not used."
+        ),
     )
 
 
@@ -183,7 +192,8 @@ class RunSpec:
     base_dir: Path
     run: RunSection
     jets: JetsSection
-    generator: PluginSpec
+    #: None only when ``run.dataset`` names a dataset made elsewhere.
+    generator: PluginSpec | None
     split: SplitSection = field(default_factory=SplitSection)
     sampling: SamplingSection = field(default_factory=SamplingSection)
     imagers: tuple[PluginSpec, ...] = ()
@@ -198,6 +208,24 @@ class RunSpec:
         if not output.is_absolute():
             output = self.base_dir / output
         return output / self.run.name
+
+    @property
+    def dataset_path(self) -> Path:
+        """The dataset file the run reads: ``run.dataset`` when set, else the run folder's dataset.h5."""
+        if self.run.dataset is None:
+            return self.run_dir / "dataset.h5"
+        path = Path(self.run.dataset).expanduser()
+        return path if path.is_absolute() else self.base_dir / path
+
+    @property
+    def external_dataset(self) -> bool:
+        """Whether the run reads a dataset made elsewhere instead of generating one."""
+        return self.run.dataset is not None
+
+    def with_dataset(self, path: Path | str) -> RunSpec:
+        """A copy of this spec that reads the dataset file ``path`` instead of generating events."""
+        resolved = Path(path).expanduser().resolve()
+        return replace(self, run=self.run.model_copy(update={"dataset": str(resolved)}))
 
     def context(self, **overrides: Any) -> PluginContext:
         """The run-wide settings handed to plugins."""
@@ -222,11 +250,13 @@ class RunSpec:
         """The resolved spec as plain data, every default filled in."""
         data: dict[str, Any] = {
             "run": _drop_none(self.run.model_dump(mode="json")),
-            "generator": self.generator.to_dict(),
+            "generator": self.generator.to_dict() if self.generator is not None else None,
             "jets": _drop_none(self.jets.model_dump(mode="json")),
             "split": self.split.model_dump(mode="json"),
             "sampling": self.sampling.model_dump(mode="json"),
         }
+        if data["generator"] is None:
+            del data["generator"]
         for key in PLUGIN_ARRAYS:
             tables = getattr(self, key)
             if tables:
@@ -312,7 +342,10 @@ class _SpecChecker:
         sampling = self.section("sampling", data.get("sampling", {}), SamplingSection)
 
         generator: PluginSpec | None = None
-        if "generator" not in data:
+        reads_dataset = isinstance(data.get("run"), dict) and data["run"].get("dataset") is not None
+        if "generator" not in data and reads_dataset:
+            pass  # a run that reads a dataset made elsewhere generates nothing
+        elif "generator" not in data:
             installed = ", ".join(self.registry.names(PluginKind.GENERATOR)) or "none installed"
             self.problem(
                 "generator",
@@ -328,9 +361,12 @@ class _SpecChecker:
             arrays[key] = self.plugin_array(key, kind, data.get(key, []))
         self.check_references(arrays["imagers"], arrays["models"])
 
-        if run is None or jets is None or split is None or sampling is None or generator is None or self.problems:
+        if run is None or jets is None or split is None or sampling is None or self.problems:
             return None
-        used = [generator.info] + [table.info for tables in arrays.values() for table in tables]
+        if generator is None and run.dataset is None:
+            return None
+        used = [generator.info] if generator is not None else []
+        used += [table.info for tables in arrays.values() for table in tables]
         return RunSpec(
             source=source,
             base_dir=base_dir,

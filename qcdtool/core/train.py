@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,8 +65,27 @@ def samples_path(spec: RunSpec, label: str) -> Path:
 
 
 def dataset_file(spec: RunSpec) -> Path:
-    """Return the path of the run's dataset file."""
-    return spec.run_dir / "dataset.h5"
+    """Return the path of the dataset file the run reads ([run] dataset, or the run folder's dataset.h5)."""
+    return spec.dataset_path
+
+
+def events_identity(spec: RunSpec) -> str:
+    """Hash of the events the run's models learn from.
+
+    For a dataset the run generates, it follows from the spec (seed,
+    [generator], [jets]), so that a deleted dataset made again from the
+    same spec keeps its models current. A dataset made elsewhere carries
+    the hash of the spec that made it.
+    """
+    from qcdtool.core.generate import events_hash
+
+    if not spec.external_dataset:
+        return events_hash(spec, None)
+    path = spec.dataset_path
+    if not path.exists():
+        raise QcdtoolError(f"the dataset file {path} named by [run] dataset does not exist")
+    with Dataset(path) as dataset:
+        return str(dataset.attrs.get("events_hash", ""))
 
 
 def find_model(spec: RunSpec, label: str | None) -> list[PluginSpec]:
@@ -115,11 +135,14 @@ def training_table(model: PluginSpec) -> dict[str, Any]:
 
 
 def training_hash(spec: RunSpec, model: PluginSpec) -> str:
-    """Hash of what decides a model's training: its dataset content, the split and its table."""
-    from qcdtool.core.generate import content_hash
+    """Hash of what decides a model's training: the events, its imager, the split and its table.
 
+    Other imagers of the spec do not enter: adding one leaves the models current.
+    """
+    imager = spec.imager(model.imager).to_dict() if model.imager is not None else None
     selected = {
-        "dataset": content_hash(spec, None),
+        "events": events_identity(spec),
+        "imager": imager,
         "split": spec.split.model_dump(mode="json"),
         "model": training_table(model),
         "seed": spec.run.seed,
@@ -164,17 +187,30 @@ def train_model(
     model: PluginSpec,
     resume: bool = False,
     on_progress: Callable[[TrainingProgress], None] | None = None,
+    replace_stale: bool = False,
+    force: bool = False,
 ) -> str:
-    """Train one model, or resume or skip it; return a summary line."""
+    """Train one model, or resume or skip it; return a summary line.
+
+    A model folder trained with other settings is an error, unless
+    ``replace_stale`` is set: then it is removed and the model trained
+    again. ``force`` trains again from scratch even a current model.
+    """
     folder = model_dir(spec, model.label)
     digest = training_hash(spec, model)
     record = read_training_record(folder)
+    stale = bool(record) and record.get("spec_hash") != digest
+    if record and (force or (stale and replace_stale)):
+        why = "as asked" if force and not stale else f"its settings changed ({out_of_date_reason(record, model)})"
+        log.warning("training model %s again from scratch: %s", model.label, why)
+        shutil.rmtree(folder)
+        record = {}
     if record:
         if record.get("spec_hash") != digest:
             raise QcdtoolError(
                 f"{folder} contains model {model.label} trained with other settings "
                 f"({out_of_date_reason(record, model)}); restore them, give the model another label, "
-                "or remove the folder to train it again"
+                "or pass --force to train it again ('qcdtool run SPEC' does that by itself)"
             )
         if record.get("status") == "complete":
             return f"model {model.label} is trained ({_summary_text(record.get('summary', {}))}); nothing to do"
@@ -414,30 +450,61 @@ def _write_samples(
 # Pipeline stages
 
 
-def train_stage(context: Any) -> str:
-    """Run the pipeline's train stage: every model of the spec, resuming where one stopped."""
+def train_stage(context: Any, force: bool = False) -> str:
+    """Run the pipeline's train stage: every model of the spec, resuming where one stopped.
+
+    A model trained with other settings is trained again; ``force`` trains every model again.
+    """
     on_progress = context.on_progress
 
     def report(update: TrainingProgress) -> None:
         if on_progress:
             on_progress(update.step, update.total_steps)
 
-    lines = [train_model(context.spec, model, resume=True, on_progress=report) for model in context.spec.models]
+    lines = []
+    for model in context.spec.models:
+        if context.on_stage:
+            context.on_stage("train", model.label)
+        lines.append(train_model(context.spec, model, resume=True, on_progress=report, replace_stale=True, force=force))
     return "; ".join(lines)
 
 
-def sample_stage(context: Any) -> str:
+def training_stale(spec: RunSpec) -> str | None:
+    """Why some model of the spec is not trained as the spec says, or None when all are."""
+    for model in spec.models:
+        record = read_training_record(model_dir(spec, model.label))
+        if record.get("status") != "complete":
+            return f"model {model.label} is not trained"
+        if record.get("spec_hash") != training_hash(spec, model):
+            return f"model {model.label} was trained with other settings"
+    return None
+
+
+def sample_stage(context: Any, force: bool = False) -> str:
     """Run the pipeline's sample stage: every model of the spec on its test conditions."""
     lines = []
     for model in context.spec.models:
         path = samples_path(context.spec, model.label)
-        if path.exists() and _samples_current(path, context.spec, model):
+        if not force and path.exists() and _samples_current(path, context.spec, model):
             lines.append(f"samples of {model.label} are current")
             continue
-        if path.exists():
-            log.warning("samples of %s were drawn with other options than [sampling]; drawing them again", model.label)
+        if path.exists() and not force:
+            log.warning("samples of %s are stale (the model or [sampling] changed); drawing them again", model.label)
+        if context.on_stage:
+            context.on_stage("sample", model.label)
         lines.append(sample_model(context.spec, model, SamplingOptions(), on_progress=context.on_progress)[1])
     return "; ".join(lines)
+
+
+def samples_stale(spec: RunSpec) -> str | None:
+    """Why some model's samples do not match the spec, or None when all do."""
+    for model in spec.models:
+        path = samples_path(spec, model.label)
+        if not path.exists():
+            return f"model {model.label} has no samples"
+        if not _samples_current(path, spec, model):
+            return f"the samples of model {model.label} are stale"
+    return None
 
 
 def sampling_hash(training: str, sampler: str, steps: int | None, per_condition: int, max_conditions: int) -> str:
@@ -447,11 +514,10 @@ def sampling_hash(training: str, sampler: str, steps: int | None, per_condition:
 
 
 def _samples_current(path: Path, spec: RunSpec, model: PluginSpec) -> bool:
-    record = read_training_record(model_dir(spec, model.label))
     sampling = spec.sampling
     steps = None if sampling.sampler == "ddpm" else sampling.steps
     expected = sampling_hash(
-        str(record.get("spec_hash")), sampling.sampler, steps, sampling.per_condition, sampling.max_conditions
+        training_hash(spec, model), sampling.sampler, steps, sampling.per_condition, sampling.max_conditions
     )
     with h5py.File(path, "r") as file:
         return bool(file.attrs.get("sampling_hash") == expected)

@@ -15,6 +15,7 @@ from click.testing import Result
 
 from qcdtool import __version__
 from qcdtool.core.cli import cli
+from qcdtool.core.dataset import Dataset
 from tests.conftest import MakeDistribution
 
 SMALL_SPEC = """
@@ -91,14 +92,34 @@ def test_run_writes_folder(tmp_path: Path, run_cli: Callable[..., Result]) -> No
     assert (run_dir / "log.txt").is_file()
 
 
-def test_run_refuses_other_events(tmp_path: Path, run_cli: Callable[..., Result]) -> None:
+def test_run_regenerates_changed_generator(tmp_path: Path, run_cli: Callable[..., Result]) -> None:
     spec = tmp_path / "spec.toml"
     spec.write_text(SMALL_SPEC)
     assert run_cli("run", str(spec)).exit_code == 0
     spec.write_text(SMALL_SPEC.replace("hadronizations = 50", "hadronizations = 60"))
-    result = run_cli("run", str(spec))
+    assert run_cli("run", str(spec)).exit_code == 0
+    with Dataset(tmp_path / "runs" / "cli-test" / "dataset.h5") as dataset:
+        assert len(dataset) == 120
+
+
+def test_run_refuses_other_spec_file(tmp_path: Path, run_cli: Callable[..., Result]) -> None:
+    first, second = tmp_path / "first.toml", tmp_path / "second.toml"
+    first.write_text(SMALL_SPEC)
+    second.write_text(SMALL_SPEC.replace("seed = 11", "seed = 12"))
+    assert run_cli("run", str(first)).exit_code == 0
+    result = run_cli("run", str(second))
     assert result.exit_code == 2
-    assert "contains events made with another [generator] than this spec asks for" in result.stderr
+    assert f"contains the run of another spec file, {first.resolve()}" in result.stderr
+
+
+def test_run_force_takes_folder_over(tmp_path: Path, run_cli: Callable[..., Result]) -> None:
+    first, second = tmp_path / "first.toml", tmp_path / "second.toml"
+    first.write_text(SMALL_SPEC)
+    second.write_text(SMALL_SPEC.replace("seed = 11", "seed = 12"))
+    assert run_cli("run", str(first)).exit_code == 0
+    assert run_cli("run", str(second), "--force").exit_code == 0
+    with Dataset(tmp_path / "runs" / "cli-test" / "dataset.h5") as dataset:
+        assert int(dataset.attrs["seed"]) == 12
 
 
 def test_run_accepts_new_imager(tmp_path: Path, run_cli: Callable[..., Result]) -> None:

@@ -92,7 +92,8 @@ BAD_SPECS = {
         "[run]\nseed = 0\ndevise = 'cpu'\n[generator]\nplugin = 'pythia-ee'\nmode = 'rehadronise'\n",
         [
             "run.seed: must be >= 1, got 0",
-            "run.devise: unknown key 'devise'; did you mean 'device'? Allowed keys: name, output, seed, device.",
+            "run.devise: unknown key 'devise'; did you mean 'device'? "
+            "Allowed keys: name, output, seed, device, dataset.",
             "generator.mode: invalid value 'rehadronise'; allowed: 'rehadronize' or 'independent'; "
             "did you mean 'rehadronize'?",
         ],

@@ -14,8 +14,9 @@ from qcdtool.core.cli.evaluate_cmd import evaluate
 from qcdtool.core.cli.model_cmd import sample, train
 from qcdtool.core.cli.plugins_cmd import plugins_group
 from qcdtool.core.cli.spec_cmd import spec_group
+from qcdtool.core.errors import QcdtoolError
 from qcdtool.core.logs import log_to_file
-from qcdtool.core.pipeline import LOG_FILE, RunOptions, StageContext, prepare_run_dir, run_pipeline
+from qcdtool.core.pipeline import LOG_FILE, STAGE_NAMES, RunOptions, StageContext, prepare_run_dir, run_pipeline
 from qcdtool.core.spec import load_spec
 
 
@@ -43,9 +44,11 @@ cli.add_command(evaluate)
 #: Progress bar label and unit of each stage of a run.
 STAGE_PROGRESS = {
     "generate": ("generating", "events"),
+    "images": ("drawing images", "events"),
     "train": ("training", "steps"),
     "sample": ("sampling", "conditions"),
     "evaluate": ("evaluating", "tasks"),
+    "report": ("writing the report", "pages"),
 }
 
 
@@ -58,32 +61,78 @@ STAGE_PROGRESS = {
     show_default=True,
     help="Number of local processes for event generation.",
 )
+@click.option(
+    "--dataset",
+    "dataset_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Train and evaluate on this dataset file (made elsewhere) instead of generating one; overrides [run] dataset.",
+)
+@click.option(
+    "--from",
+    "from_stage",
+    type=click.Choice(STAGE_NAMES),
+    default=None,
+    help="Redo this stage and every later one, even where current; the stages before must be current.",
+)
+@click.option(
+    "--only",
+    type=click.Choice(STAGE_NAMES),
+    default=None,
+    help="Run only this stage (skipped when current, unless --force); the stages before must be current.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Redo every stage that runs, even where current; also lets SPEC take over a run folder of another spec file.",
+)
 @verbosity_options
-def run(spec_path: Path, workers: int) -> None:
-    """Run every stage of SPEC: generate, train, sample, evaluate.
+def run(
+    spec_path: Path,
+    workers: int,
+    dataset_path: Path | None,
+    from_stage: str | None,
+    only: str | None,
+    force: bool,
+) -> None:
+    """Run the stages of SPEC: generate, images, train, sample, evaluate, report.
 
     Everything is validated before any work starts. Results go to the run
-    folder <output>/<name>/ named by the spec's [run] table; a stage whose
-    results there are current is skipped.
+    folder <output>/<name>/ named by the spec's [run] table. Each stage's
+    results record what they depend on: a rerun skips the stages that are
+    current and redoes what a changed spec made stale (a changed model is
+    trained, sampled and evaluated again, alone). An interrupted run goes
+    on from where it stopped when given the same command again.
     """
     state = get_state()
+    options = RunOptions(workers=workers, force=force, from_stage=from_stage, only=only)
     spec = load_spec(spec_path, state.registry)
-    run_dir = prepare_run_dir(spec)
+    if dataset_path is not None:
+        if not dataset_path.exists():
+            raise QcdtoolError(f"--dataset {dataset_path}: no such file")
+        spec = spec.with_dataset(dataset_path)
+    run_dir = prepare_run_dir(spec, force=force)
     with log_to_file(run_dir / LOG_FILE), LazyProgress(state, "generating") as progress:
+
+        def on_stage(name: str, what: str) -> None:
+            action, unit = STAGE_PROGRESS.get(name, (name, "items"))
+            position = STAGE_NAMES.index(name) + 1 if name in STAGE_NAMES else 0
+            progress.relabel(f"[{position}/{len(STAGE_NAMES)}] {action} {what}".rstrip(), unit)
+
         context = StageContext(
             spec=spec,
             registry=state.registry,
-            options=RunOptions(workers=workers),
+            options=options,
             run_dir=run_dir,
             verbosity=state.verbosity,
             on_progress=progress,
-            on_stage=lambda name: progress.relabel(*STAGE_PROGRESS.get(name, (name, "items"))),
+            on_stage=on_stage,
         )
         report = run_pipeline(context)
     table = Table(title=f"run {spec.run.name}: {run_dir}")
     for column in ("stage", "status", "details"):
         table.add_column(column, overflow="fold")
-    colours = {"done": "green", "skipped": "dim", "not available": "yellow", "not run": "yellow"}
+    colours = {"done": "green", "current": "green", "skipped": "dim", "not run": "dim"}
     for outcome in report.outcomes:
         colour = colours.get(outcome.status, "white")
         table.add_row(outcome.name, f"[{colour}]{outcome.status}[/]", outcome.message)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 from collections.abc import Callable
@@ -114,15 +115,38 @@ class QcdtoolGroup(click.Group):
                 "(with --resume for generate and train) to continue."
             )
             ctx.exit(130)
-        except Exception as exc:
-            state = ctx.find_object(CliState)
-            if state is not None and state.verbosity > 0:
-                raise
-            err = Console(stderr=True, highlight=False)
-            err.print(
-                f"[bold red]internal error:[/] {escape(type(exc).__name__)}: {escape(str(exc))}\n"
-                "This is a bug in qcdtool or one of its plugins; run the command again with -v "
-                "to see the traceback, and report it.",
+        except OSError as exc:
+            if not disk_full(exc):
+                _internal_error(ctx, exc)
+                raise  # only reached with -v, where the traceback is wanted
+            where = f" while writing {exc.filename}" if exc.filename else ""
+            Console(stderr=True, highlight=False).print(
+                f"[bold red]error:[/] no space left on the device{where}. Unfinished files are never used and "
+                "finished work is kept: free some space, then run the same command again "
+                "(with --resume for generate and train) to continue.",
                 soft_wrap=True,
             )
             ctx.exit(1)
+        except Exception as exc:
+            _internal_error(ctx, exc)
+            raise
+
+
+def disk_full(exc: OSError) -> bool:
+    """Whether an OSError means that the disk or the user's quota is full (h5py keeps only the text)."""
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(exc)
+
+
+def _internal_error(ctx: click.Context, exc: Exception) -> None:
+    """Report an unexpected exception in one line and exit with 1; with -v, return so the caller re-raises."""
+    state = ctx.find_object(CliState)
+    if state is not None and state.verbosity > 0:
+        return
+    err = Console(stderr=True, highlight=False)
+    err.print(
+        f"[bold red]internal error:[/] {escape(type(exc).__name__)}: {escape(str(exc))}\n"
+        "This is a bug in qcdtool or one of its plugins; run the command again with -v "
+        "to see the traceback, and report it.",
+        soft_wrap=True,
+    )
+    ctx.exit(1)

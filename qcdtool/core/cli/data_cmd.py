@@ -336,7 +336,7 @@ def images(
     spec = None
     if target.suffix == ".toml":
         spec = load_spec(target, state.registry)
-        dataset_file = spec.run_dir / "dataset.h5"
+        dataset_file = spec.dataset_path
     else:
         dataset_file = target
         if spec_path is not None:

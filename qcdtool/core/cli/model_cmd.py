@@ -38,8 +38,13 @@ def training_progress(state: CliState, label: str) -> tuple[Progress, object]:
 @click.argument("spec_path", metavar="SPEC", type=click.Path(path_type=Path))
 @click.option("--model", "label", default=None, help="Label of the model to train; default: every model of SPEC.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted training from its last checkpoint.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Train again from scratch, replacing a trained model (also one trained with other settings).",
+)
 @verbosity_options
-def train(spec_path: Path, label: str | None, resume: bool) -> None:
+def train(spec_path: Path, label: str | None, resume: bool, force: bool) -> None:
     """Train the models of SPEC on the run's dataset; checkpoints go to models/<label>/."""
     state = get_state()
     spec = load_spec(spec_path, state.registry)
@@ -58,7 +63,7 @@ def train(spec_path: Path, label: str | None, resume: bool) -> None:
             )
 
         with log_to_file(spec.run_dir / LOG_FILE), progress:
-            summary = train_model(spec, model, resume=resume, on_progress=report)
+            summary = train_model(spec, model, resume=resume, on_progress=report, force=force)
         state.err.print(summary)
 
 

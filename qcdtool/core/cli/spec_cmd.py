@@ -46,7 +46,7 @@ def validate(spec_path: Path) -> None:
     """Check SPEC in full and report every problem, one per line."""
     state = get_state()
     spec = load_spec(spec_path, state.registry)
-    parts = [f"generator {spec.generator.plugin}"]
+    parts = [f"generator {spec.generator.plugin}" if spec.generator is not None else f"dataset {spec.dataset_path}"]
     for key in ("imagers", "models", "metrics"):
         labels = [table.label for table in getattr(spec, key)]
         parts.append(f"{len(labels)} {key}" + (f" ({', '.join(labels)})" if labels else ""))
