@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 from qcdtool.core.contracts import Direction
 from qcdtool.core.dataset import Dataset
 from qcdtool.core.errors import DatasetError
+from qcdtool.core.split import SplitSettings, split_rows
 
 #: Rows read from the file at a time.
 BLOCK_ROWS = 8192
@@ -101,3 +102,18 @@ class ImagePairs:
                 for first in range(0, len(rows), batch_size):
                     chosen = order[first : first + batch_size]
                     yield condition[chosen], target[chosen]
+
+
+def split_pairs(
+    path: Path, label: str, direction: Direction, settings: SplitSettings, seed: int
+) -> dict[str, ImagePairs]:
+    """Split one imager's image pairs of a dataset file into the train, validation and test sets.
+
+    The rows of each set come from :func:`qcdtool.core.split.split_rows` with
+    ``settings`` and ``seed``; no image is read.
+    """
+    with Dataset(path) as dataset:
+        config = dataset.column("config_id")
+        hadronization = dataset.column("hadronization")
+    rows = split_rows(config, hadronization, settings, seed)
+    return {name: ImagePairs(path, label, direction, indices) for name, indices in rows.items()}
