@@ -128,17 +128,22 @@ def run(
     workers: int = 1,
     dataset: str | PathLike[str] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    on_stage: Callable[[str, str], None] | None = None,
     registry: PluginRegistry | None = None,
+    verbosity: int = 0,
 ) -> RunReport:
     """Run the stages of a spec, as ``qcdtool run`` does; return the RunReport of every stage.
 
     ``spec`` is a RunSpec or the path of a spec file. ``only`` runs one
-    stage, and ``from_stage`` runs that stage and the ones after it (stage
+    stage, and ``from_stage`` redoes that stage and the ones after it (stage
     names: generate, images, train, sample, evaluate, report). ``force``
-    computes results again even when they are current. ``workers`` is the
+    computes results again even when they are current, and lets the spec
+    take over a run folder made by another spec file. ``workers`` is the
     number of processes that generate events. ``dataset`` is the path of an
     existing dataset file to use instead of generating one. ``on_progress``
-    is called with (done, total) as a long stage advances.
+    is called with (done, total) as a long stage advances, and ``on_stage``
+    with a stage's name and the model it works on ("" for none) when that
+    changes. ``verbosity`` above 0 shows PYTHIA's own output.
 
     Files go to the run folder ``spec.run_dir``. While the run lasts, its
     ``log.txt`` receives every record of qcdtool's loggers, debug included.
@@ -146,19 +151,21 @@ def run(
     """
     registry = registry or create_registry()
     run_spec = _as_spec(spec, registry)
+    options = RunOptions(workers=workers, force=force, from_stage=from_stage, only=only)
     if dataset is not None:
-        run_spec = run_spec.with_dataset(Path(dataset))  # type: ignore[attr-defined]
-    # Stage choices are passed only when made, so that RunOptions without only and from_stage still runs a full run.
-    stage_choice: dict[str, Any] = {}
-    if only is not None:
-        stage_choice["only"] = only
-    if from_stage is not None:
-        stage_choice["from_stage"] = from_stage
-    options = RunOptions(workers=workers, force=force, **stage_choice)
-    run_dir = prepare_run_dir(run_spec)
+        if not Path(dataset).exists():
+            raise QcdtoolError(f"--dataset {dataset}: no such file")
+        run_spec = run_spec.with_dataset(Path(dataset))
+    run_dir = prepare_run_dir(run_spec, force=force)
     with _debug_log(run_dir / LOG_FILE):
         context = StageContext(
-            spec=run_spec, registry=registry, options=options, run_dir=run_dir, on_progress=on_progress
+            spec=run_spec,
+            registry=registry,
+            options=options,
+            run_dir=run_dir,
+            verbosity=verbosity,
+            on_progress=on_progress,
+            on_stage=on_stage,
         )
         return run_pipeline(context)
 

@@ -128,9 +128,7 @@ def _stages() -> list[Stage]:
         Stage("images", "draw the images of imagers the dataset lacks", images_stage, images_stale),
         Stage("train", "train every model of the spec", train_stage, training_stale, has_models),
         Stage("sample", "sample every trained model on its test conditions", sample_stage, samples_stale, has_models),
-        Stage(
-            "evaluate", "run every metric on every model", evaluate_stage, _eval_stale, has_models
-        ),
+        Stage("evaluate", "run every metric on every model", evaluate_stage, _eval_stale, has_models),
         Stage("report", "write report.html from metrics.json", report_stage, report_stale, has_models),
     ]
 

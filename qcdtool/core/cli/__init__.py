@@ -14,9 +14,7 @@ from qcdtool.core.cli.evaluate_cmd import evaluate
 from qcdtool.core.cli.model_cmd import sample, train
 from qcdtool.core.cli.plugins_cmd import plugins_group
 from qcdtool.core.cli.spec_cmd import spec_group
-from qcdtool.core.errors import QcdtoolError
-from qcdtool.core.logs import log_to_file
-from qcdtool.core.pipeline import LOG_FILE, STAGE_NAMES, RunOptions, StageContext, prepare_run_dir, run_pipeline
+from qcdtool.core.pipeline import STAGE_NAMES
 from qcdtool.core.spec import load_spec
 
 
@@ -104,31 +102,30 @@ def run(
     trained, sampled and evaluated again, alone). An interrupted run goes
     on from where it stopped when given the same command again.
     """
+    from qcdtool import api
+
     state = get_state()
-    options = RunOptions(workers=workers, force=force, from_stage=from_stage, only=only)
     spec = load_spec(spec_path, state.registry)
-    if dataset_path is not None:
-        if not dataset_path.exists():
-            raise QcdtoolError(f"--dataset {dataset_path}: no such file")
-        spec = spec.with_dataset(dataset_path)
-    run_dir = prepare_run_dir(spec, force=force)
-    with log_to_file(run_dir / LOG_FILE), LazyProgress(state, "generating") as progress:
+    with LazyProgress(state, "generating") as progress:
 
         def on_stage(name: str, what: str) -> None:
             action, unit = STAGE_PROGRESS.get(name, (name, "items"))
             position = STAGE_NAMES.index(name) + 1 if name in STAGE_NAMES else 0
             progress.relabel(f"[{position}/{len(STAGE_NAMES)}] {action} {what}".rstrip(), unit)
 
-        context = StageContext(
-            spec=spec,
-            registry=state.registry,
-            options=options,
-            run_dir=run_dir,
-            verbosity=state.verbosity,
+        report = api.run(
+            spec,
+            only=only,
+            from_stage=from_stage,
+            force=force,
+            workers=workers,
+            dataset=dataset_path,
             on_progress=progress,
             on_stage=on_stage,
+            registry=state.registry,
+            verbosity=state.verbosity,
         )
-        report = run_pipeline(context)
+    run_dir = report.run_dir
     table = Table(title=f"run {spec.run.name}: {run_dir}")
     for column in ("stage", "status", "details"):
         table.add_column(column, overflow="fold")
