@@ -10,7 +10,12 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -359,6 +364,23 @@ def test_interrupted_training_resumes(copy: Path) -> None:
     assert json.loads((run_dir(copy) / "models/plain/training.json").read_text())["status"] == "training"
     assert invoke("run", str(copy / "spec.toml"), "-q").exit_code == 0
     assert loss_history(run_dir(copy) / "models/plain/loss.csv") == before
+
+
+def test_killed_run_resumes(copy: Path) -> None:
+    before = {label: loss_history(run_dir(copy) / f"models/{label}/loss.csv") for label in ("plain", "shifted")}
+    shutil.rmtree(run_dir(copy) / "models")
+    script = shutil.which("qcdtool", path=str(Path(sys.executable).parent))
+    assert script is not None
+    process = subprocess.Popen([script, "run", str(copy / "spec.toml")], stderr=subprocess.DEVNULL)
+    checkpoint = run_dir(copy) / "models" / "plain" / "checkpoint.pt"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not checkpoint.exists() and process.poll() is None:
+        time.sleep(0.01)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert invoke("run", str(copy / "spec.toml"), "-q").exit_code == 0
+    after = {label: loss_history(run_dir(copy) / f"models/{label}/loss.csv") for label in ("plain", "shifted")}
+    assert after == before
 
 
 def test_dataset_file_still_readable_after_failure(copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
