@@ -492,7 +492,10 @@ def evaluate_run(
     os.replace(figures_dir, final_figures)
     _write_text(metrics_path, json.dumps(record, indent=2, allow_nan=False) + "\n")
     if report:
+        from qcdtool.core.pipeline import record_report
+
         write_report(record, spec, run_dir, report_path)
+        record_report(spec)
     if on_progress:
         on_progress(total, total, "done")
     computed = len(models) - len(reused)

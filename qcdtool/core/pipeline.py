@@ -197,8 +197,13 @@ def report_stage(context: StageContext, force: bool = False) -> str:
     if not force and report_stale(context.spec) is None:
         return f"{output} is current"
     write_report(record, context.spec, run_dir, output)
-    _update_record(run_dir, report_hash=_report_hash(context.spec))
+    record_report(context.spec)
     return f"report: {output}"
+
+
+def record_report(spec: RunSpec) -> None:
+    """Note in run.json which metrics.json and spec report.html was just written from."""
+    _update_record(spec.run_dir, report_hash=_report_hash(spec))
 
 
 def report_stale(spec: RunSpec) -> str | None:
@@ -276,10 +281,6 @@ def run_pipeline(context: StageContext) -> RunReport:
     options = context.options
     spec = context.spec
     report = RunReport(run_dir=context.run_dir)
-    if spec.models and options.only not in ("generate", "images"):
-        from qcdtool.core.device import resolve_device
-
-        resolve_device(spec.run.device)  # a missing device is an error before any stage runs
     stages = [stage for stage in _stages() if stage.wanted(spec)]
     names = [stage.name for stage in stages]
     chosen = options.only or options.from_stage
@@ -298,9 +299,17 @@ def run_pipeline(context: StageContext) -> RunReport:
             )
         report.outcomes.append(StageOutcome(stage.name, "not run", "current; not run by --from/--only"))
 
-    # 2. The chosen stages, in order.
-    for stage in stages[first : last + 1]:
-        force = options.force or (options.from_stage is not None)
+    # 2. A missing device is an error before any stage runs. It is checked only when
+    #    a model will be trained or sampled, because importing torch takes a second.
+    force = options.force or (options.from_stage is not None)
+    chosen_stages = stages[first : last + 1]
+    if any(stage.name in ("train", "sample") and (force or stage.stale(spec)) for stage in chosen_stages):
+        from qcdtool.core.device import resolve_device
+
+        resolve_device(spec.run.device)
+
+    # 3. The chosen stages, in order.
+    for stage in chosen_stages:
         if not force and stage.stale(spec) is None:
             log.info("stage %s: current", stage.name)
             report.outcomes.append(StageOutcome(stage.name, "current", "results match the spec; nothing to do"))

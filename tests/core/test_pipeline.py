@@ -22,6 +22,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner, Result
 
 from qcdtool.core import generate as generate_module
@@ -394,3 +395,13 @@ def test_dataset_file_still_readable_after_failure(copy: Path, monkeypatch: pyte
     assert invoke("run", str(spec)).exit_code == 1
     with Dataset(run_dir(copy) / "dataset.h5") as dataset:
         assert dataset.image_labels == ["eta-phi"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
+def test_missing_device_before_generate(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.toml"
+    spec.write_text(SPEC.format(tiny=TINY).replace('device = "cpu"', 'device = "cuda"'))
+    result = invoke("run", str(spec))
+    assert result.exit_code == 2
+    assert "torch finds no CUDA device here" in result.stderr
+    assert not (tmp_path / "runs" / "staged" / "dataset.h5").exists()
