@@ -1,5 +1,6 @@
 # One-command set-up and the two jobs a new user needs:
-#   make quickstart   run the bundled quickstart spec (examples/quickstart.toml)
+#   make quickstart   run the bundled quickstart spec (specs/quickstart.toml);
+#                     its report is runs/quickstart/report.html
 #   make test         run the test suite
 # Both create .venv with Python 3.11 and install qcdtool, its test tools and
 # the example plugin package on first use.
@@ -23,7 +24,7 @@ $(VENV)/.installed: pyproject.toml examples/qcdtool-plugin-example/pyproject.tom
 setup: $(VENV)/.installed
 
 quickstart: setup
-	$(BIN)/qcdtool run examples/quickstart.toml
+	$(BIN)/qcdtool run specs/quickstart.toml
 
 test: setup
 	$(BIN)/python -m pytest
@@ -34,4 +35,4 @@ check: setup
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf $(VENV) examples/runs
+	rm -rf $(VENV) runs/quickstart
