@@ -225,7 +225,7 @@ def evaluation_hash(spec: RunSpec, models: list[PluginSpec], digests: Mapping[st
 
 
 def read_metrics_record(run_dir: Path) -> dict[str, Any]:
-    """The content of a run's metrics.json, or an empty dict when it is missing or unreadable."""
+    """Read a run's metrics.json; return its content, or an empty dict when it is missing or unreadable."""
     try:
         record = json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
@@ -234,7 +234,7 @@ def read_metrics_record(run_dir: Path) -> dict[str, Any]:
 
 
 def evaluation_current(spec: RunSpec) -> bool:
-    """Whether metrics.json holds the evaluation of every model of the spec as it stands."""
+    """Return whether metrics.json contains the evaluation of every model of the spec as it is now."""
     models = list(spec.models)
     paths = [samples_path(spec, model.label) for model in models]
     if not models or not all(path.exists() for path in paths):
@@ -244,7 +244,7 @@ def evaluation_current(spec: RunSpec) -> bool:
 
 
 def _reusable(previous: Mapping[str, Any], label: str, digest: str, run_dir: Path) -> dict[str, Any] | None:
-    """The previous metrics.json entry of a model, when its hash matches and its figures are still there."""
+    """Return the previous metrics.json entry of a model when its hash matches and its figures exist, else None."""
     entry = previous.get("models", {}).get(label)
     if not isinstance(entry, dict) or entry.get("evaluation_hash") != digest:
         return None

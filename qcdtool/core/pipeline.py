@@ -138,7 +138,7 @@ def images_stage(context: StageContext, force: bool = False) -> str:
 
     In the run's own dataset, images of an imager whose parameters changed
     are drawn again. A dataset made elsewhere is never changed here: a
-    missing imager is an error that tells how to add it.
+    missing imager is an error that names the command which adds it.
     """
     from qcdtool.core.add_images import add_images, images_of_spec, plan_images
     from qcdtool.core.dataset import Dataset

@@ -470,7 +470,7 @@ def train_stage(context: Any, force: bool = False) -> str:
 
 
 def training_stale(spec: RunSpec) -> str | None:
-    """Why some model of the spec is not trained as the spec says, or None when all are."""
+    """Return the reason some model is not trained as the spec sets it, or None when all are."""
     for model in spec.models:
         record = read_training_record(model_dir(spec, model.label))
         if record.get("status") != "complete":

@@ -1,7 +1,7 @@
 """qcdtool run: stages that are skipped when current, redone when stale, chosen with --from and --only.
 
 One tiny spec (real PYTHIA events, two real diffusion models trained for a
-few steps, one metric) is run once per module; each test copies that run
+few steps, one metric) is run once per module. Each test copies that run
 folder and changes what it studies.
 """
 
