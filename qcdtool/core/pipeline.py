@@ -261,7 +261,7 @@ def prepare_run_dir(spec: RunSpec, force: bool = False) -> Path:
     if owner and source and owner != source and not force:
         raise QcdtoolError(
             f"{run_dir} contains the run of another spec file, {owner}; give {spec.source} another [run] name "
-            "or output, or pass --force to let it take the folder over (results it makes stale are replaced)"
+            "or output, or pass --force to let it take the folder over (every stage is then redone)"
         )
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / RESOLVED_SPEC).write_text(spec.to_toml(), encoding="utf-8")
@@ -295,7 +295,7 @@ def run_pipeline(context: StageContext) -> RunReport:
         if reason is not None:
             raise QcdtoolError(
                 f"stage {chosen} needs the results of stage {stage.name}, which are not current ({reason}); "
-                f"run 'qcdtool run SPEC --from {stage.name}', or without --from and --only"
+                f"run 'qcdtool run {spec.source or 'SPEC'} --from {stage.name}', or without --from and --only"
             )
         report.outcomes.append(StageOutcome(stage.name, "not run", "current; not run by --from/--only"))
 

@@ -113,6 +113,11 @@ def model_pairs(spec: RunSpec, model: PluginSpec) -> dict[str, ImagePairs]:
             "or run every stage with 'qcdtool run SPEC'"
         )
     with Dataset(path) as dataset:
+        if not spec.external_dataset and dataset.attrs.get("events_hash") != events_identity(spec):
+            raise QcdtoolError(
+                f"{path} holds events of another seed, [generator] or [jets] than the spec; make it again "
+                "with 'qcdtool run SPEC' (or remove it and run 'qcdtool generate SPEC')"
+            )
         config = dataset.column("config_id")
         hadronization = dataset.column("hadronization")
         if model.imager not in dataset.image_labels:
@@ -199,6 +204,8 @@ def train_model(
     folder = model_dir(spec, model.label)
     digest = training_hash(spec, model)
     record = read_training_record(folder)
+    if force or (record and record.get("spec_hash") != digest and replace_stale):
+        model_pairs(spec, model)  # a dataset that is missing or stale is an error before a model is removed
     stale = bool(record) and record.get("spec_hash") != digest
     if record and (force or (stale and replace_stale)):
         why = "as asked" if force and not stale else f"its settings changed ({out_of_date_reason(record, model)})"

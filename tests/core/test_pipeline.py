@@ -254,6 +254,15 @@ def test_only_needs_current_inputs(copy: Path) -> None:
     assert "stage train needs the results of stage generate, which are not current" in result.stderr
 
 
+def test_train_force_needs_current_events(copy: Path) -> None:
+    spec = copy / "spec.toml"
+    spec.write_text(spec.read_text().replace("hadronizations = 80", "hadronizations = 70"))
+    result = invoke("train", str(spec), "--model", "plain", "--force")
+    assert result.exit_code == 2
+    assert "holds events of another seed, [generator] or [jets] than the spec" in " ".join(result.stderr.split())
+    assert (run_dir(copy) / "models" / "plain" / "checkpoint.pt").is_file()
+
+
 def test_from_and_only_exclusive(copy: Path) -> None:
     result = invoke("run", str(copy / "spec.toml"), "--from", "train", "--only", "sample")
     assert result.exit_code == 2

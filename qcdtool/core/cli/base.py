@@ -111,8 +111,8 @@ class QcdtoolGroup(click.Group):
             raise
         except KeyboardInterrupt:
             Console(stderr=True).print(
-                "[yellow]interrupted.[/] Finished work is kept: run the same command again "
-                "(with --resume for generate and train) to continue."
+                "[yellow]interrupted.[/] Finished work is kept: run the same command again to continue "
+                "('qcdtool generate' and 'qcdtool train' also need --resume)."
             )
             ctx.exit(130)
         except OSError as exc:
@@ -122,8 +122,8 @@ class QcdtoolGroup(click.Group):
             where = f" while writing {exc.filename}" if exc.filename else ""
             Console(stderr=True, highlight=False).print(
                 f"[bold red]error:[/] no space left on the device{where}. Unfinished files are never used and "
-                "finished work is kept: free some space, then run the same command again "
-                "(with --resume for generate and train) to continue.",
+                "finished work is kept: free some space, then run the same command again to continue "
+                "('qcdtool generate' and 'qcdtool train' also need --resume).",
                 soft_wrap=True,
             )
             ctx.exit(1)
