@@ -502,7 +502,7 @@ def evaluate_run(
     message = f"{computed} models x {len(spec.metrics)} metrics evaluated"
     if reused:
         message += f", results of {', '.join(reused)} current and kept"
-    message += f"; report: {report_path}" if report else f"; metrics: {metrics_path}"
+    message += f"; wrote {report_path.name}" if report else f"; wrote {metrics_path.name}"
     if failed:
         message += f"; {len(failed)} metric runs failed (see {METRICS_FILE})"
     return EvaluationOutcome(metrics_path, report_path, message, failed)

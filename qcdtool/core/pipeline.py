@@ -195,10 +195,10 @@ def report_stage(context: StageContext, force: bool = False) -> str:
         raise QcdtoolError(f"{run_dir / METRICS_FILE} is missing or unreadable; run the evaluate stage first")
     output = run_dir / REPORT_FILE
     if not force and report_stale(context.spec) is None:
-        return f"{output} is current"
+        return f"{output.name} is current"
     write_report(record, context.spec, run_dir, output)
     record_report(context.spec)
-    return f"report: {output}"
+    return f"wrote {output.name}"
 
 
 def record_report(spec: RunSpec) -> None:

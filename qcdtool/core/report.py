@@ -342,10 +342,18 @@ def _model_overview(models: Mapping[str, Any]) -> str:
                 f"{samples['conditions']:,}",
                 str(samples["per_condition"]),
                 str(samples.get("sampler")),
-                str(samples.get("steps")),
+                steps_text(samples.get("steps"), entry.get("params", {})),
             ]
         )
     return "<h3>Models</h3>" + _table(rows)
+
+
+def steps_text(steps: Any, params: Mapping[str, Any]) -> str:
+    """Sampling steps as the report shows them; -1 is stored for the model's full chain of ``timesteps``."""
+    if steps is None or int(steps) >= 0:
+        return str(steps)
+    timesteps = params.get("timesteps")
+    return f"{timesteps} (full chain)" if timesteps is not None else "full chain"
 
 
 # --------------------------------------------------------------------------

@@ -206,7 +206,7 @@ class RunSpec:
         """Folder of this run's files."""
         output = Path(self.run.output).expanduser()
         if not output.is_absolute():
-            output = self.base_dir / output
+            output = (self.base_dir / output).resolve()
         return output / self.run.name
 
     @property
@@ -215,7 +215,7 @@ class RunSpec:
         if self.run.dataset is None:
             return self.run_dir / "dataset.h5"
         path = Path(self.run.dataset).expanduser()
-        return path if path.is_absolute() else self.base_dir / path
+        return path if path.is_absolute() else (self.base_dir / path).resolve()
 
     @property
     def external_dataset(self) -> bool:

@@ -27,7 +27,7 @@ from qcdtool.core.cli import cli
 from qcdtool.core.cli.base import CliState
 from qcdtool.core.contracts import Direction, PluginContext, PluginParams, References, SampleSet
 from qcdtool.core.evaluate import METRICS_FILE, REPORT_FILE, run_metric
-from qcdtool.core.report import comparable_groups, compare, format_measurement
+from qcdtool.core.report import comparable_groups, compare, format_measurement, steps_text
 from qcdtool.core.spec import RunSpec
 from tests.evaluation_support import (
     AlwaysFailsMetric,
@@ -435,3 +435,10 @@ def test_report_ranks_accuracy(run: EvaluatedRun) -> None:
 
 def test_report_states_uncertainty_kind(run: EvaluatedRun) -> None:
     assert "do not include the spread between trainings" in run.report
+
+
+def test_steps_of_full_chain_shown_as_timesteps() -> None:
+    # Samples files store steps = -1 when the sampler ran the model's whole chain.
+    assert steps_text(-1, {"timesteps": 200}) == "200 (full chain)"
+    assert steps_text(-1, {}) == "full chain"
+    assert steps_text(20, {"timesteps": 200}) == "20"

@@ -158,6 +158,8 @@ def test_rerun_all_current(copy: Path) -> None:
     assert result.exit_code == 0
     assert stage_lines(result) == [f"{name}: current" for name in STAGE_ORDER]
     assert run_files(run_dir(copy)) == before
+    # The report's path alone goes to stdout, for scripts and for copying.
+    assert result.stdout.strip() == str((run_dir(copy) / "report.html").resolve())
 
 
 STAGE_ORDER = ("generate", "images", "train", "sample", "evaluate", "report")

@@ -163,6 +163,16 @@ def test_output_relative_to_spec(tmp_path: Path) -> None:
     assert spec.run_dir == folder / "runs" / "test"
 
 
+def test_output_path_normalized(tmp_path: Path) -> None:
+    folder = tmp_path / "specs"
+    folder.mkdir()
+    path = folder / "spec.toml"
+    path.write_text(GOOD.replace('name = "test"', 'name = "test"\noutput = "../runs"\ndataset = "../data/d.h5"'))
+    spec = load_spec(path, create_registry())
+    assert spec.run_dir == tmp_path.resolve() / "runs" / "test"
+    assert spec.dataset_path == tmp_path.resolve() / "data" / "d.h5"
+
+
 def test_spec_error_lists_all_problems() -> None:
     with pytest.raises(SpecError) as info:
         parse_spec("[run]\nseed = -1\nname = 'a b'\n", create_registry())

@@ -103,6 +103,7 @@ def run(
     on from where it stopped when given the same command again.
     """
     from qcdtool import api
+    from qcdtool.core.evaluate import REPORT_FILE
 
     state = get_state()
     spec = load_spec(spec_path, state.registry)
@@ -126,15 +127,20 @@ def run(
             verbosity=state.verbosity,
         )
     run_dir = report.run_dir
-    table = Table(title=f"run {spec.run.name}: {run_dir}")
-    for column in ("stage", "status", "details"):
-        table.add_column(column, overflow="fold")
+    table = Table(title=f"run {spec.run.name}")
+    table.add_column("stage", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("details", overflow="fold")
     colours = {"done": "green", "current": "green", "skipped": "dim", "not run": "dim"}
     for outcome in report.outcomes:
         colour = colours.get(outcome.status, "white")
         table.add_row(outcome.name, f"[{colour}]{outcome.status}[/]", outcome.message)
     if state.verbosity >= 0:
         state.err.print(table)
+        state.err.print(f"run folder: {run_dir}", soft_wrap=True, highlight=False)
+    report_path = run_dir / REPORT_FILE
+    if report_path.is_file():
+        click.echo(str(report_path))
 
 
 def main() -> None:
