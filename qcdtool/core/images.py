@@ -121,17 +121,20 @@ def bin_index(x: ArrayLike, axis: Axis) -> IndexArray:
     shifted = np.asarray(x, dtype=np.float64) - axis.low
     shifted *= axis.bins / (axis.high - axis.low)
     shifted += EDGE_TOLERANCE
-    index = np.floor(shifted)
     if axis.periodic:
         inside = np.isfinite(shifted)
-        index = np.mod(np.where(inside, index, 0.0), axis.bins)
-    else:
-        # Snapped u in [0, bins] is shifted u in [0, bins + 2 tolerance]; NaN fails both tests.
-        inside = shifted >= 0.0
-        inside &= shifted <= axis.bins + 2.0 * EDGE_TOLERANCE
-        np.minimum(index, axis.bins - 1, out=index)
-    np.putmask(index, ~inside, -1.0)
-    return index.astype(np.int64)
+        periodic_index = np.mod(np.where(inside, np.floor(shifted), 0.0), axis.bins)
+        np.putmask(periodic_index, ~inside, -1.0)
+        return periodic_index.astype(np.int64)
+    # Snapped u in [0, bins] is shifted u in [0, bins + 2 tolerance]. NaN fails both tests.
+    inside = shifted >= 0.0
+    inside &= shifted <= axis.bins + 2.0 * EDGE_TOLERANCE
+    # Points outside (NaN and infinities too) become -1 before the cast. Inside
+    # the window shifted u is not negative, so truncation is the floor.
+    np.putmask(shifted, ~inside, -1.0)
+    index = shifted.astype(np.int64)
+    np.minimum(index, axis.bins - 1, out=index)
+    return index
 
 
 def pixel_centers(axis: Axis) -> FloatArray:
@@ -195,7 +198,11 @@ def fractions_of_sum(values: FloatArray, group: IndexArray, n_groups: int) -> Fl
     """Divide each value by the sum of its group's values (0 where that sum is 0)."""
     total = np.bincount(group, weights=values, minlength=n_groups)
     safe = np.where(total != 0.0, total, 1.0)
-    return np.where(total != 0.0, 1.0, 0.0)[group] * values / safe[group]
+    fractions = values / safe[group]
+    empty = total == 0.0
+    if empty.any():
+        fractions[empty[group]] = 0.0
+    return fractions
 
 
 # --------------------------------------------------------------------------
@@ -442,7 +449,7 @@ def pixelize(points: Points, rows: Axis, cols: Axis, chunk_pixels: int = DEFAULT
     inside = (r >= 0) & (c >= 0)
     flat = r * width
     flat += c
-    if points.channel is not None:
+    if points.channel is not None and n_channels > 1:
         flat += points.channel * (height * width)
     np.putmask(flat, ~inside, 0)
     weight = np.where(inside, points.weight, 0.0)

@@ -43,7 +43,7 @@ class ParticleBatch:
     pid: NDArray[np.int32]
     charge: NDArray[np.float32]
     offsets: NDArray[np.int64]
-    _cache: dict[str, NDArray[np.float64]] = field(default_factory=dict, repr=False, compare=False)
+    _cache: dict[str, NDArray[Any]] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         n_particles = int(self.offsets[-1]) if len(self.offsets) else 0
@@ -80,8 +80,11 @@ class ParticleBatch:
 
     @property
     def entry_index(self) -> NDArray[np.int64]:
-        """For each particle, the index of the entry it belongs to."""
-        return np.repeat(np.arange(len(self), dtype=np.int64), self.counts)
+        """For each particle, the index of the entry it belongs to (computed once per batch)."""
+        if "entry_index" not in self._cache:
+            self._cache["entry_index"] = np.repeat(np.arange(len(self), dtype=np.int64), self.counts)
+        index: NDArray[np.int64] = self._cache["entry_index"]
+        return index
 
     def _cached(self, name: str) -> NDArray[np.float64]:
         if name not in self._cache:

@@ -133,7 +133,7 @@ class QcdtoolGroup(click.Group):
 
 
 def disk_full(exc: OSError) -> bool:
-    """Whether an OSError means that the disk or the user's quota is full (h5py keeps only the text)."""
+    """Tell whether an OSError means that the disk or the user's quota is full (h5py keeps only the text)."""
     return exc.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(exc)
 
 

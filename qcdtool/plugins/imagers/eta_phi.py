@@ -105,7 +105,9 @@ class EtaPhiParams(PluginParams):
     )
 
 
-def eta_phi_coordinates(jets: JetBatch) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+def eta_phi_coordinates(
+    jets: JetBatch, pt: NDArray[np.float64] | None = None
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Return (delta eta, delta phi) of every constituent about its jet's axis, delta phi in (-pi, pi].
 
     Delta phi is the signed angle from the axis to the constituent in the
@@ -113,16 +115,15 @@ def eta_phi_coordinates(jets: JetBatch) -> tuple[NDArray[np.float64], NDArray[np
     keeps full precision near +-pi. atan2 returns values in [-pi, pi], so
     only an exact -pi needs mapping to +pi to land in (-pi, pi].
     An empty jet has a zero axis and a jet along the beam an infinite eta:
-    both give NaN offsets, which pixelize counts as dropped.
+    both give NaN offsets, which pixelize counts as dropped. ``pt`` is the
+    constituents' transverse momentum when the caller has it already.
     """
     c = jets.constituents
     entry = c.entry_index
     ax, ay, az = (jets.axis[:, k] for k in range(3))
 
-    # sqrt(x^2 + y^2) in place of np.hypot, which is about 10 times slower (numpy 2.4);
-    # momenta in GeV cannot overflow.
     with np.errstate(invalid="ignore", divide="ignore"):
-        eta = np.arcsinh(c.pz / np.sqrt(c.px * c.px + c.py * c.py))
+        eta = np.arcsinh(c.pz / (transverse_momentum(c) if pt is None else pt))
         axis_eta = np.arcsinh(az / np.sqrt(ax * ax + ay * ay))
         delta_eta = eta - axis_eta[entry]
 
@@ -132,12 +133,27 @@ def eta_phi_coordinates(jets: JetBatch) -> tuple[NDArray[np.float64], NDArray[np
     return delta_eta, delta_phi
 
 
-def constituent_intensity(constituents: ParticleBatch, intensity: JetIntensity) -> NDArray[np.float64]:
-    """Return the intensity of each constituent: a fraction of its jet's sum, or its energy."""
+def transverse_momentum(particles: ParticleBatch) -> NDArray[np.float64]:
+    """Return pT = sqrt(px^2 + py^2) of each particle (GeV)."""
+    # sqrt(x^2 + y^2) in place of np.hypot, which is about 10 times slower (numpy 2.4);
+    # momenta in GeV cannot overflow.
+    return np.sqrt(particles.px * particles.px + particles.py * particles.py)
+
+
+def constituent_intensity(
+    constituents: ParticleBatch, intensity: JetIntensity, pt: NDArray[np.float64] | None = None
+) -> NDArray[np.float64]:
+    """Return the intensity of each constituent: a fraction of its jet's sum, or its energy.
+
+    ``pt`` is the constituents' transverse momentum when the caller has it already.
+    """
     c = constituents
     if intensity == "energy":
         return c.E.copy()
-    value = np.sqrt(c.px * c.px + c.py * c.py) if intensity == "pt-fraction" else c.E
+    if intensity == "pt-fraction":
+        value = transverse_momentum(c) if pt is None else pt
+    else:
+        value = c.E
     return fractions_of_sum(value, c.entry_index, len(c))
 
 
@@ -206,12 +222,13 @@ class EtaPhiImager(Imager):
         return ImageSet(parton=images["parton"], hadron=images["hadron"], per_image=per_image)
 
     def _points(self, jets: JetBatch) -> Points:
-        delta_eta, delta_phi = eta_phi_coordinates(jets)
+        pt = transverse_momentum(jets.constituents)
+        delta_eta, delta_phi = eta_phi_coordinates(jets, pt)
         channel, names = charge_channels(jets.constituents.charge, self.params.channels)
         return Points(
             row=delta_eta,
             col=delta_phi,
-            weight=constituent_intensity(jets.constituents, self.params.intensity),
+            weight=constituent_intensity(jets.constituents, self.params.intensity, pt),
             image=jets.constituents.entry_index,
             n_images=len(jets),
             channel=channel,
