@@ -69,6 +69,17 @@ FrameLevel = Literal["hadron", "parton"]
 #: more pixels.
 DEFAULT_CHUNK_PIXELS = 1 << 18
 
+#: Number of points that per-point arithmetic handles at a time. Temporaries
+#: of 2**15 float64 values (256 KiB) stay in the CPU cache and are reused by
+#: the allocator. Arrays of a whole batch (10 MiB and more) are fresh memory
+#: for every temporary, which costs page faults on each one.
+POINT_CHUNK = 1 << 15
+
+
+def point_chunks(n: int) -> range:
+    """Return the start of each chunk of :data:`POINT_CHUNK` points among ``n``."""
+    return range(0, n, POINT_CHUNK)
+
 
 # --------------------------------------------------------------------------
 # Grids and binning
@@ -437,25 +448,33 @@ def pixelize(points: Points, rows: Axis, cols: Axis, chunk_pixels: int = DEFAULT
     """
     n_channels, height, width = points.n_channels, rows.bins, cols.bins
     pixels_per_image = n_channels * height * width
-    # NOTE: eta-phi images through here run 30x (16x16) and 21x (32x32) faster
-    # than a per-constituent Python loop, short of the 50x once expected;
-    # at 32x32 writing the images themselves takes much of the time.
+    # NOTE: eta-phi images through here run about 46x (16x16) and 27x (32x32)
+    # faster than a per-constituent Python loop (docs/benchmarks.md). At 32x32,
+    # writing the 4 KiB of each new image takes most of the time.
 
     # 1. Pixel of each point; weight outside the window is dropped and counted.
     #    Points outside keep their place in the arrays with zero weight in
     #    pixel 0, which is cheaper than compressing every array to the inside.
-    r = bin_index(points.row, rows)
-    c = bin_index(points.col, cols)
-    inside = (r >= 0) & (c >= 0)
-    flat = r * width
-    flat += c
-    if points.channel is not None and n_channels > 1:
-        flat += points.channel * (height * width)
-    np.putmask(flat, ~inside, 0)
-    weight = np.where(inside, points.weight, 0.0)
-    dropped = np.bincount(points.image, weights=points.weight - weight, minlength=points.n_images).astype(
-        np.float64, copy=False
-    )
+    n_points = len(points)
+    flat = np.empty(n_points, dtype=np.int64)
+    weight = points.weight.astype(np.float64, copy=True)
+    outside = np.empty(n_points, dtype=bool)
+    for start in point_chunks(n_points):
+        chunk = slice(start, start + POINT_CHUNK)
+        r = bin_index(points.row[chunk], rows)
+        c = bin_index(points.col[chunk], cols)
+        index = flat[chunk]
+        np.multiply(r, width, out=index)
+        index += c
+        if points.channel is not None and n_channels > 1:
+            index += points.channel[chunk] * (height * width)
+        np.less(np.minimum(r, c, out=r), 0, out=outside[chunk])
+        np.putmask(index, outside[chunk], 0)
+        np.putmask(weight[chunk], outside[chunk], 0.0)
+    dropped_points = np.flatnonzero(outside)
+    dropped = np.bincount(
+        points.image[dropped_points], weights=points.weight[dropped_points], minlength=points.n_images
+    ).astype(np.float64, copy=False)
 
     # 2. Points grouped by image, which batches built from particles already are.
     image = points.image

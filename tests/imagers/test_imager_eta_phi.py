@@ -19,7 +19,8 @@ from imager_reference import (
 from qcdtool.core import kinematics
 from qcdtool.core.contracts import ImageSet, JetBatch, PluginContext
 from qcdtool.core.particles import ParticleBatch
-from qcdtool.plugins.imagers.eta_phi import EtaPhiImager, EtaPhiParams, eta_phi_coordinates
+from qcdtool.core.images import POINT_CHUNK
+from qcdtool.plugins.imagers.eta_phi import EtaPhiImager, EtaPhiParams, coordinates_and_pt, eta_phi_coordinates
 
 AXIS_AT_ORIGIN = np.array([1.0, 0.0, 0.0, 1.0])  # eta = 0, phi = 0
 
@@ -328,3 +329,22 @@ def test_render_rejects_events() -> None:
     events = particle_batch([[massless(1.0, 0.0, 0.0)]])
     with pytest.raises(TypeError, match="JetBatch"):
         imager.render(events, events)
+
+
+def test_coordinates_across_point_chunks(z_jets: tuple[JetBatch, JetBatch]) -> None:
+    # Real jets tiled past three chunks of constituents, against the
+    # whole-batch formulas of the documented definitions.
+    _, hadron = z_jets
+    index = np.resize(np.arange(len(hadron)), 3 * POINT_CHUNK // 10)
+    jets = JetBatch(axis=hadron.axis[index], constituents=hadron.constituents.take(index))
+    c = jets.constituents
+    entry = c.entry_index
+    ax, ay, az = (jets.axis[:, k] for k in range(3))
+    pt = np.sqrt(c.px * c.px + c.py * c.py)
+    delta_eta = np.arcsinh(c.pz / pt) - np.arcsinh(az / np.sqrt(ax * ax + ay * ay))[entry]
+    delta_phi = np.arctan2(ax[entry] * c.py - ay[entry] * c.px, ax[entry] * c.px + ay[entry] * c.py)
+    result = coordinates_and_pt(jets)
+    assert len(c.px) > 3 * POINT_CHUNK
+    np.testing.assert_array_equal(result[0], delta_eta)
+    np.testing.assert_array_equal(result[1], delta_phi)
+    np.testing.assert_array_equal(result[2], pt)

@@ -9,6 +9,7 @@ import pytest
 
 from qcdtool.core.images import (
     EDGE_TOLERANCE,
+    POINT_CHUNK,
     Axis,
     Points,
     argmax_per_group,
@@ -194,6 +195,24 @@ def test_pixelize_chunks_match_one_pass() -> None:
     whole = pixelize(p, axis, axis).images
     chunked = pixelize(unsorted, axis, axis, chunk_pixels=3 * 64).images
     np.testing.assert_allclose(chunked, whole, rtol=1e-6, atol=1e-7)
+
+
+def test_pixelize_across_point_chunks() -> None:
+    # More than three chunks of points, some outside the window, against a
+    # plain float64 accumulation in point order, rounded to float32 once.
+    p = random_points(1000, (3 * POINT_CHUNK) // 1000 + 7, seed=5)
+    axis = symmetric_axis(0.6, 9)
+    r, c = bin_index(p.row, axis), bin_index(p.col, axis)
+    inside = (r >= 0) & (c >= 0)
+    expected = np.zeros((1000, 9, 9))
+    np.add.at(expected, (p.image[inside], r[inside], c[inside]), p.weight[inside])
+    dropped = np.zeros(1000)
+    np.add.at(dropped, p.image[~inside], p.weight[~inside])
+    result = pixelize(p, axis, axis)
+    assert len(p) > 3 * POINT_CHUNK
+    assert np.count_nonzero(~inside) > 100
+    np.testing.assert_array_equal(result.images[:, 0], expected.astype(np.float32))
+    np.testing.assert_array_equal(result.dropped_weight, dropped)
 
 
 def test_normalize_sums_to_one() -> None:
