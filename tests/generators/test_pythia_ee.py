@@ -210,3 +210,34 @@ def test_plan_covers_events() -> None:
     assert [unit.n_events for unit in units] == [1000, 1000, 251, 250]
     assert [unit.info["group"] for unit in units] == [0, 1, 0, 1]
     assert [unit.info["config"] for unit in units] == [0, 1000, 2000, 2251]
+
+
+@pytest.fixture(scope="module")
+def pythia_batch() -> Any:
+    """A nextBatch result of 30 independent events."""
+    generator = PythiaEE(PythiaEEParams(mode="independent", events=30), PluginContext(seed=3))
+    generator.setup()
+    return generator._parton_instance(0).nextBatch(30, 10.0)
+
+
+def flattened_columns(particles: Any) -> dict[str, np.ndarray]:
+    """The columns by awkward's own flattening, the reference for _record_columns."""
+    import awkward as ak
+
+    return {
+        "offsets": np.concatenate([[0], np.cumsum(ak.to_numpy(ak.num(particles)))]),
+        "id": ak.to_numpy(ak.flatten(particles.id)),
+        "E": ak.to_numpy(ak.flatten(particles.p.e)),
+        "daughter1": ak.to_numpy(ak.flatten(particles.daughter1)),
+    }
+
+
+@pytest.mark.parametrize("rows", [slice(None), slice(7, 19), [4, 2, 9]])
+def test_record_columns_match_flatten(pythia_batch: Any, rows: Any) -> None:
+    # The whole batch is read in place. A slice has offsets that do not start
+    # at 0. A list of rows gives a layout that must be packed first.
+    particles = pythia_batch["prt"][rows]
+    columns = pythia_ee._record_columns({"prt": particles})
+    expected = flattened_columns(particles)
+    for name, values in expected.items():
+        np.testing.assert_array_equal(columns[name], values, err_msg=name)

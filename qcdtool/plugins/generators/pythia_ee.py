@@ -561,18 +561,22 @@ def _record_columns(batch: Any) -> dict[str, NDArray[Any]]:
     """Flat numpy columns and offsets of a ``nextBatch`` result, without copies where possible."""
     import awkward as ak
 
-    particles = ak.to_packed(batch["prt"])
+    particles = batch["prt"]
+    if not _plain_record(particles.layout):
+        particles = ak.to_packed(particles)
     layout = particles.layout
     offsets = np.asarray(layout.offsets.data, dtype=np.int64)
-    offsets = offsets - offsets[0]
+    first, last = int(offsets[0]), int(offsets[-1])
     record = layout.content
     momentum = record.content("p")
 
+    # Field i of a record array belongs to record i, so the particles of the
+    # batch are entries first..last of every field.
     def column(content: Any) -> NDArray[Any]:
-        return np.asarray(content.data)
+        return np.asarray(content.data)[first:last]
 
     return {
-        "offsets": offsets,
+        "offsets": offsets - first,
         "id": column(record.content("id")).astype(np.int32, copy=False),
         "status": column(record.content("status")),
         "daughter1": column(record.content("daughter1")),
@@ -581,6 +585,29 @@ def _record_columns(batch: Any) -> dict[str, NDArray[Any]]:
         "pz": column(momentum.content("pz")),
         "E": column(momentum.content("e")),
     }
+
+
+def _plain_record(layout: Any) -> bool:
+    """Tell whether the columns can be read from ``layout`` as it is, which nextBatch's arrays allow.
+
+    That needs lists given by offsets over a record array whose fields (and
+    those of its momentum record) are plain numpy buffers. Anything else is
+    packed first, at the cost of a copy of every field.
+    """
+    import awkward as ak
+
+    contents = ak.contents
+    if not isinstance(layout, contents.ListOffsetArray) or not isinstance(layout.content, contents.RecordArray):
+        return False
+    record = layout.content
+    if not all(record.has_field(name) for name in ("id", "status", "daughter1", "p")):
+        return False
+    momentum = record.content("p")
+    return (
+        all(isinstance(record.content(name), contents.NumpyArray) for name in ("id", "status", "daughter1"))
+        and isinstance(momentum, contents.RecordArray)
+        and all(isinstance(momentum.content(name), contents.NumpyArray) for name in ("px", "py", "pz", "e"))
+    )
 
 
 def _particle_batch(
