@@ -18,8 +18,8 @@ from imager_reference import (
 
 from qcdtool.core import kinematics
 from qcdtool.core.contracts import ImageSet, JetBatch, PluginContext
-from qcdtool.core.particles import ParticleBatch
 from qcdtool.core.images import POINT_CHUNK
+from qcdtool.core.particles import ParticleBatch
 from qcdtool.plugins.imagers.eta_phi import EtaPhiImager, EtaPhiParams, coordinates_and_pt, eta_phi_coordinates
 
 AXIS_AT_ORIGIN = np.array([1.0, 0.0, 0.0, 1.0])  # eta = 0, phi = 0
