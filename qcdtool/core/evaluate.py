@@ -224,6 +224,11 @@ def evaluation_hash(spec: RunSpec, models: list[PluginSpec], digests: Mapping[st
     return hashlib.sha256(json.dumps(selected).encode()).hexdigest()
 
 
+def _count(n: int, noun: str) -> str:
+    """Return ``n`` and ``noun`` with the plural s where n is not 1."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def read_metrics_record(run_dir: Path) -> dict[str, Any]:
     """Read a run's metrics.json; return its content, or an empty dict when it is missing or unreadable."""
     try:
@@ -499,7 +504,7 @@ def evaluate_run(
     if on_progress:
         on_progress(total, total, "done")
     computed = len(models) - len(reused)
-    message = f"{computed} models x {len(spec.metrics)} metrics evaluated"
+    message = f"{_count(computed, 'model')} x {_count(len(spec.metrics), 'metric')} evaluated"
     if reused:
         message += f", results of {', '.join(reused)} current and kept"
     message += f"; wrote {report_path.name}" if report else f"; wrote {metrics_path.name}"

@@ -297,7 +297,7 @@ def run_pipeline(context: StageContext) -> RunReport:
                 f"stage {chosen} needs the results of stage {stage.name}, which are not current ({reason}); "
                 f"run 'qcdtool run {spec.source or 'SPEC'} --from {stage.name}', or without --from and --only"
             )
-        report.outcomes.append(StageOutcome(stage.name, "not run", "current; not run by --from/--only"))
+        report.outcomes.append(StageOutcome(stage.name, "not run", "current; comes before the stage chosen to run"))
 
     # 2. A missing device is an error before any stage runs. It is checked only when
     #    a model will be trained or sampled, because importing torch takes a second.

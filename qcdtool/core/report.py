@@ -349,7 +349,7 @@ def _model_overview(models: Mapping[str, Any]) -> str:
 
 
 def steps_text(steps: Any, params: Mapping[str, Any]) -> str:
-    """Sampling steps as the report shows them; -1 is stored for the model's full chain of ``timesteps``."""
+    """Return the sampling steps as the report shows them (samples files store -1 for the full chain)."""
     if steps is None or int(steps) >= 0:
         return str(steps)
     timesteps = params.get("timesteps")
@@ -365,6 +365,13 @@ def _parameters(table: Mapping[str, Any], leave_out: Iterable[str] = ()) -> str:
     return ", ".join(f"{key} = {value}" for key, value in table.items() if key not in skipped)
 
 
+def sampling_settings(sampling: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the [sampling] table as the report shows it: without ``steps`` where the sampler ignores it."""
+    if sampling.get("sampler") == "ddpm":
+        return {key: value for key, value in sampling.items() if key != "steps"}
+    return dict(sampling)
+
+
 def _run_section(record: Mapping[str, Any], spec: RunSpec) -> str:
     data = spec.to_dict()
     rows = [
@@ -373,7 +380,7 @@ def _run_section(record: Mapping[str, Any], spec: RunSpec) -> str:
         ["[generator]", _parameters(data["generator"])],
         ["[jets]", _parameters(data["jets"])],
         ["[split]", _parameters(data["split"])],
-        ["[sampling]", _parameters(data["sampling"])],
+        ["[sampling]", _parameters(sampling_settings(data["sampling"]))],
     ]
     for key in ("imagers", "models", "metrics"):
         for index, table in enumerate(data.get(key, [])):

@@ -220,7 +220,7 @@ def train_model(
                 "or pass --force to train it again ('qcdtool run SPEC' does that by itself)"
             )
         if record.get("status") == "complete":
-            return f"model {model.label} is trained ({_summary_text(record.get('summary', {}))}); nothing to do"
+            return f"model {model.label} is trained and current ({_summary_text(record.get('summary', {}))})"
         if not resume:
             raise QcdtoolError(
                 f"the training of model {model.label} in {folder} was interrupted; pass --resume to continue it, "

@@ -27,7 +27,7 @@ from qcdtool.core.cli import cli
 from qcdtool.core.cli.base import CliState
 from qcdtool.core.contracts import Direction, PluginContext, PluginParams, References, SampleSet
 from qcdtool.core.evaluate import METRICS_FILE, REPORT_FILE, run_metric
-from qcdtool.core.report import comparable_groups, compare, format_measurement, steps_text
+from qcdtool.core.report import comparable_groups, compare, format_measurement, sampling_settings, steps_text
 from qcdtool.core.spec import RunSpec
 from tests.evaluation_support import (
     AlwaysFailsMetric,
@@ -442,3 +442,11 @@ def test_steps_of_full_chain_shown_as_timesteps() -> None:
     assert steps_text(-1, {"timesteps": 200}) == "200 (full chain)"
     assert steps_text(-1, {}) == "full chain"
     assert steps_text(20, {"timesteps": 200}) == "20"
+
+
+def test_report_hides_steps_of_ancestral_sampler() -> None:
+    # The ancestral sampler runs the whole chain, so [sampling] steps is not shown for it.
+    ancestral = {"sampler": "ddpm", "steps": 50, "per_condition": 2}
+    ddim = {"sampler": "ddim", "steps": 50, "per_condition": 2}
+    assert sampling_settings(ancestral) == {"sampler": "ddpm", "per_condition": 2}
+    assert sampling_settings(ddim) == ddim

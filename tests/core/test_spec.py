@@ -207,14 +207,15 @@ def test_bundled_quickstart_is_template() -> None:
 
     template = resources.files("qcdtool.templates").joinpath("quickstart.toml").read_text(encoding="utf-8")
     bundled = (REPO_ROOT / "specs" / "quickstart.toml").read_text(encoding="utf-8")
-    # Only run.output differs, because specs/quickstart.toml writes to <repository>/runs
-    # and the template to runs/ beside the file that spec init writes.
+    # Only run.name and run.output differ: specs/quickstart.toml writes to
+    # <repository>/runs/quickstart, the template to runs/my-run beside the file
+    # that spec init writes, so the two never share a run folder.
     template_lines = template.splitlines()
     bundled_lines = bundled.splitlines()
     differing = [pair for pair in zip(template_lines, bundled_lines, strict=False) if pair[0] != pair[1]]
     assert len(template_lines) == len(bundled_lines)
-    assert [left.split("#")[0].strip() for left, _ in differing] == ['output = "runs"']
-    assert [right.split("#")[0].strip() for _, right in differing] == ['output = "../runs"']
+    assert [left.split("#")[0].strip() for left, _ in differing] == ['name = "my-run"', 'output = "runs"']
+    assert [right.split("#")[0].strip() for _, right in differing] == ['name = "quickstart"', 'output = "../runs"']
 
 
 def test_duplicate_label_beside_bad_parameter(tmp_path: Path, run_cli: Callable[..., Result]) -> None:
