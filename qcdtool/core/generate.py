@@ -18,6 +18,7 @@ import multiprocessing
 import re
 import shutil
 import signal
+import tomllib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,6 +113,34 @@ def content_hash(spec: RunSpec, n_events: int | None) -> str:
 def events_hash(spec: RunSpec, n_events: int | None) -> str:
     """Hash of what decides the events and jets (the content without the images)."""
     return _hash(spec, n_events, ("generator", "jets"))
+
+
+def events_difference(spec: RunSpec, dataset: Dataset) -> str:
+    """Describe how the events of ``dataset`` differ from the spec's: the seed, [generator] and [jets] keys that differ.
+
+    The dataset's resolved spec is compared key by key. When no key differs
+    (a file made with ``--events``, for example), the text names the three
+    parts that decide the events.
+    """
+    generic = "events of another seed, [generator] or [jets]"
+    try:
+        made = tomllib.loads(str(dataset.attrs.get("spec", "")))
+    except tomllib.TOMLDecodeError:
+        return generic
+    now = spec.to_dict()
+    changes = []
+    if made.get("run", {}).get("seed") != spec.run.seed:
+        changes.append(f"run.seed = {made.get('run', {}).get('seed')} in the file, {spec.run.seed} in the spec")
+    for part in ("generator", "jets"):
+        old, new = made.get(part) or {}, now.get(part) or {}
+        for key in sorted(set(old) | set(new)):
+            if old.get(key) != new.get(key):
+                changes.append(f"{part}.{key} = {_shown(old.get(key))} in the file, {_shown(new.get(key))} in the spec")
+    return "events made with other settings: " + "; ".join(changes) if changes else generic
+
+
+def _shown(value: Any) -> str:
+    return "(not set)" if value is None else json.dumps(value)
 
 
 def _hash(spec: RunSpec, n_events: int | None, parts: tuple[str, ...]) -> str:
@@ -470,7 +499,7 @@ def generate_stage(context: StageContext, force: bool = False) -> str:
             n_events = len(dataset)
             if dataset.attrs.get("events_hash") == events_hash(spec, None):
                 return f"{path.name} is current ({n_events} events)"
-        stale = f"{path.name} holds events of another seed, [generator] or [jets]"
+            stale = f"{path.name} contains {events_difference(spec, dataset)}"
     if folder.exists() and not force:
         manifest = folder / "manifest.json"
         recorded = json.loads(manifest.read_text()) if manifest.exists() else {}
@@ -494,5 +523,5 @@ def generated_current(spec: RunSpec) -> str | None:
         return None
     with Dataset(path) as dataset:
         if dataset.attrs.get("events_hash") != events_hash(spec, None):
-            return f"{path.name} holds events of another seed, [generator] or [jets]"
+            return f"{path.name} contains {events_difference(spec, dataset)}"
     return None

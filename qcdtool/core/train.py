@@ -114,8 +114,10 @@ def model_pairs(spec: RunSpec, model: PluginSpec) -> dict[str, ImagePairs]:
         )
     with Dataset(path) as dataset:
         if not spec.external_dataset and dataset.attrs.get("events_hash") != events_identity(spec):
+            from qcdtool.core.generate import events_difference
+
             raise QcdtoolError(
-                f"{path} holds events of another seed, [generator] or [jets] than the spec; make it again "
+                f"{path} contains {events_difference(spec, dataset)}; make it again "
                 "with 'qcdtool run SPEC' (or remove it and run 'qcdtool generate SPEC')"
             )
         config = dataset.column("config_id")

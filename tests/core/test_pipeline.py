@@ -254,6 +254,7 @@ def test_only_needs_current_inputs(copy: Path) -> None:
     result = invoke("run", str(spec), "--only", "train")
     assert result.exit_code == 2
     assert "stage train needs the results of stage generate, which are not current" in result.stderr
+    assert "run.seed = 3 in the file, 4 in the spec" in " ".join(result.stderr.split())
 
 
 def test_train_force_needs_current_events(copy: Path) -> None:
@@ -261,7 +262,7 @@ def test_train_force_needs_current_events(copy: Path) -> None:
     spec.write_text(spec.read_text().replace("hadronizations = 80", "hadronizations = 70"))
     result = invoke("train", str(spec), "--model", "plain", "--force")
     assert result.exit_code == 2
-    assert "holds events of another seed, [generator] or [jets] than the spec" in " ".join(result.stderr.split())
+    assert "generator.hadronizations = 80 in the file, 70 in the spec" in " ".join(result.stderr.split())
     assert (run_dir(copy) / "models" / "plain" / "checkpoint.pt").is_file()
 
 
