@@ -116,7 +116,7 @@ def events_hash(spec: RunSpec, n_events: int | None) -> str:
 
 
 def events_difference(spec: RunSpec, dataset: Dataset) -> str:
-    """Describe how the events of ``dataset`` differ from the spec's: the seed, [generator] and [jets] keys that differ.
+    """Describe how the events of ``dataset`` differ from the spec's, naming each seed, [generator] and [jets] key.
 
     The dataset's resolved spec is compared key by key. When no key differs
     (a file made with ``--events``, for example), the text names the three
@@ -124,19 +124,24 @@ def events_difference(spec: RunSpec, dataset: Dataset) -> str:
     """
     generic = "events of another seed, [generator] or [jets]"
     try:
-        made = tomllib.loads(str(dataset.attrs.get("spec", "")))
+        file_spec = tomllib.loads(str(dataset.attrs.get("spec", "")))
     except tomllib.TOMLDecodeError:
         return generic
-    now = spec.to_dict()
-    changes = []
-    if made.get("run", {}).get("seed") != spec.run.seed:
-        changes.append(f"run.seed = {made.get('run', {}).get('seed')} in the file, {spec.run.seed} in the spec")
-    for part in ("generator", "jets"):
-        old, new = made.get(part) or {}, now.get(part) or {}
-        for key in sorted(set(old) | set(new)):
-            if old.get(key) != new.get(key):
-                changes.append(f"{part}.{key} = {_shown(old.get(key))} in the file, {_shown(new.get(key))} in the spec")
+    in_file, in_spec = _event_settings(file_spec), _event_settings(spec.to_dict())
+    changes = [
+        f"{key} = {_shown(in_file.get(key))} in the file, {_shown(in_spec.get(key))} in the spec"
+        for key in sorted(set(in_file) | set(in_spec))
+        if in_file.get(key) != in_spec.get(key)
+    ]
     return "events made with other settings: " + "; ".join(changes) if changes else generic
+
+
+def _event_settings(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the settings that decide the events, keyed by their TOML path (run.seed, generator.*, jets.*)."""
+    settings = {"run.seed": (data.get("run") or {}).get("seed")}
+    for part in ("generator", "jets"):
+        settings.update({f"{part}.{key}": value for key, value in (data.get(part) or {}).items()})
+    return settings
 
 
 def _shown(value: Any) -> str:

@@ -437,14 +437,14 @@ def test_report_states_uncertainty_kind(run: EvaluatedRun) -> None:
     assert "do not include the spread between trainings" in run.report
 
 
-def test_steps_of_full_chain_shown_as_timesteps() -> None:
+def test_steps_text_full_chain() -> None:
     # Samples files store steps = -1 when the sampler ran the model's whole chain.
     assert steps_text(-1, {"timesteps": 200}) == "200 (full chain)"
     assert steps_text(-1, {}) == "full chain"
     assert steps_text(20, {"timesteps": 200}) == "20"
 
 
-def test_report_hides_steps_of_ancestral_sampler() -> None:
+def test_report_hides_ancestral_steps() -> None:
     # The ancestral sampler runs the whole chain, so [sampling] steps is not shown for it.
     ancestral = {"sampler": "ddpm", "steps": 50, "per_condition": 2}
     ddim = {"sampler": "ddim", "steps": 50, "per_condition": 2}
