@@ -11,7 +11,9 @@ draws them as both levels of one ``render`` call, so a call draws twice
 batch objects, so no pt, eta or phi cached by a batch is reused, and the
 best of ``--repeats`` calls after one warm-up call is kept. The baseline is
 the plain Python loop of ``tests/imagers/imager_reference.py`` on the same
-jets, timed on ``--loop-jets`` of them and scaled per jet. Prints a Markdown
+jets, timed on ``--loop-jets`` of them and scaled per jet. The eta-phi rows
+are also timed in calls of ``--unit`` jets, the size of the calls that
+generation makes (one per work unit of 1,000 events). Prints a Markdown
 table.
 """
 
@@ -65,6 +67,22 @@ def best_render_time(imager: Imager, make_input: Callable[[], Any], repeats: int
     return min(times[1:])
 
 
+def best_sliced_time(imager: Imager, make_slices: Callable[[], list[JetBatch]], repeats: int) -> float:
+    """Return the shortest wall time of rendering every slice once, after one untimed pass, in seconds.
+
+    Each pass gets new slices from ``make_slices``, made outside the timing;
+    every slice is drawn as both levels.
+    """
+    times = []
+    for _ in range(repeats + 1):
+        slices = list(zip(make_slices(), make_slices(), strict=True))
+        start = time.perf_counter()
+        for parton, hadron in slices:
+            imager.render(parton, hadron)
+        times.append(time.perf_counter() - start)
+    return min(times[1:])
+
+
 def tile_jets(jets: JetBatch, n: int) -> JetBatch:
     index = np.resize(np.arange(len(jets)), n)
     return JetBatch(axis=jets.axis[index], constituents=jets.constituents.take(index))
@@ -80,6 +98,7 @@ def main() -> None:
     parser.add_argument("--loop-jets", type=int, default=2_000, help="jets drawn by the Python loop")
     parser.add_argument("--events", type=int, default=5_000, help="distinct PYTHIA events generated")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats; the best is kept")
+    parser.add_argument("--unit", type=int, default=1_000, help="jets per call in the sliced eta-phi rows")
     args = parser.parse_args()
 
     parton, hadron = generate_events(args.events, seed=4711)
@@ -92,12 +111,22 @@ def main() -> None:
     def make_jets() -> JetBatch:
         return tile_jets(hadron_jets, args.jets)
 
+    def make_slices() -> list[JetBatch]:
+        index = np.resize(np.arange(len(hadron_jets)), args.jets)
+        return [
+            JetBatch(axis=hadron_jets.axis[part], constituents=hadron_jets.constituents.take(part))
+            for part in np.array_split(index, max(1, args.jets // args.unit))
+        ]
+
     rows = []
     for size in (16, 32):
         imager = EtaPhiImager(EtaPhiParams(size=size), context)
         vectorized = 2 * args.jets / best_render_time(imager, make_jets, args.repeats)
         loop_seconds = best_time(lambda size=size: reference_eta_phi(loop_jets, RADIUS, size), 1)
-        rows.append((f"eta-phi, {size}x{size}", vectorized, args.loop_jets / loop_seconds))
+        loop = args.loop_jets / loop_seconds
+        rows.append((f"eta-phi, {size}x{size}", vectorized, loop))
+        sliced = 2 * args.jets / best_sliced_time(imager, make_slices, args.repeats)
+        rows.append((f"eta-phi, {size}x{size}, calls of {args.unit:,} jets", sliced, loop))
 
     for size in (16, 32):
         imager = AngularImager(AngularParams(size=size), context)

@@ -63,12 +63,6 @@ ChannelScheme = Literal["all", "charged-neutral"]
 #: ``hadron`` suits inverse models, whose input is known only at hadron level.
 FrameLevel = Literal["hadron", "parton"]
 
-#: Default number of pixels binned by one ``np.bincount`` call. The float64
-#: scratch array (2 MiB) then stays in the CPU cache. On the 2-core machine of
-#: docs/benchmarks.md this was 1.3 to 2 times faster than chunks of 2**22 or
-#: more pixels.
-DEFAULT_CHUNK_PIXELS = 1 << 18
-
 #: Number of points that per-point arithmetic handles at a time. Temporaries
 #: of 2**15 float64 values (256 KiB) stay in the CPU cache and are reused by
 #: the allocator. Arrays of a whole batch (10 MiB and more) are fresh memory
@@ -209,7 +203,11 @@ def fractions_of_sum(values: FloatArray, group: IndexArray, n_groups: int) -> Fl
     """Divide each value by the sum of its group's values (0 where that sum is 0)."""
     total = np.bincount(group, weights=values, minlength=n_groups)
     safe = np.where(total != 0.0, total, 1.0)
-    fractions = values / safe[group]
+    # Chunks keep the gathered sums in the CPU cache (see POINT_CHUNK).
+    fractions = np.empty_like(values, dtype=np.float64)
+    for start in point_chunks(len(values)):
+        chunk = slice(start, start + POINT_CHUNK)
+        np.divide(values[chunk], safe[group[chunk]], out=fractions[chunk])
     empty = total == 0.0
     if empty.any():
         fractions[empty[group]] = 0.0
@@ -438,63 +436,51 @@ class Pixelized:
         return np.where(self.total_weight != 0.0, self.dropped_weight / total, 0.0)
 
 
-def pixelize(points: Points, rows: Axis, cols: Axis, chunk_pixels: int = DEFAULT_CHUNK_PIXELS) -> Pixelized:
+def pixelize(points: Points, rows: Axis, cols: Axis) -> Pixelized:
     """Bin weighted points into ``(n_images, n_channels, rows.bins, cols.bins)`` float32 images.
 
-    Uses the binning rule of this module. Weights are summed in float64 and
-    rounded to float32 once per pixel. Images are filled ``chunk_pixels``
-    pixels at a time, each chunk with one ``np.bincount`` over flat pixel
-    indices, so memory stays bounded for any batch size.
+    Uses the binning rule of this module. Weights are rounded to float32
+    and added to their pixels in float32, in the order of the points: the
+    same points in the same order give the same images bit for bit. A pixel
+    of ``k`` points lies within about ``k`` units in the last place of
+    float32 (``k * 6e-8`` relative) of the float64 sum. Points need not be
+    sorted by image.
     """
     n_channels, height, width = points.n_channels, rows.bins, cols.bins
     pixels_per_image = n_channels * height * width
-    # NOTE: eta-phi images through here run 46x to 49x (16x16) and 28x to 30x (32x32)
-    # faster than a per-constituent Python loop (docs/benchmarks.md). At 32x32,
-    # writing the 4 KiB of each new image takes most of the time.
+    n_pixels = points.n_images * pixels_per_image
+    # NOTE: eta-phi images through here run about 50x (16x16 and 32x32) faster
+    # than a per-constituent Python loop (docs/benchmarks.md). Only the pixels
+    # that points fall in are written: adding every point into a float32 buffer
+    # with np.add.at beats a dense float64 np.bincount followed by a copy, whose
+    # memory traffic grows with the image size.
 
-    # 1. Pixel of each point; weight outside the window is dropped and counted.
-    #    Points outside keep their place in the arrays, marked in ``outside``:
-    #    step 3 sends them to a spare bin, which is cheaper than compressing
-    #    every array to the inside.
+    # The buffer holds every image and one spare element after them, which
+    # collects the weight of the points outside the window: cheaper than
+    # compressing every array to the inside points.
+    buffer = np.zeros(n_pixels + 1, dtype=np.float32)
     n_points = len(points)
-    flat = np.empty(n_points, dtype=np.int64)
     outside = np.empty(n_points, dtype=bool)
     for start in point_chunks(n_points):
         chunk = slice(start, start + POINT_CHUNK)
         r = bin_index(points.row[chunk], rows)
         c = bin_index(points.col[chunk], cols)
-        index = flat[chunk]
-        np.multiply(r, width, out=index)
+        is_outside = outside[chunk]
+        np.less(np.minimum(r, c), 0, out=is_outside)
+        index = points.image[chunk] * pixels_per_image
+        index += r * width
         index += c
         if points.channel is not None and n_channels > 1:
             index += points.channel[chunk] * (height * width)
-        np.less(np.minimum(r, c, out=r), 0, out=outside[chunk])
+        np.putmask(index, is_outside, n_pixels)
+        np.add.at(buffer, index, points.weight[chunk].astype(np.float32))
+
+    # Dropped weight in float64, summed over the outside points only.
     dropped_points = np.flatnonzero(outside)
     dropped = np.bincount(
         points.image[dropped_points], weights=points.weight[dropped_points], minlength=points.n_images
     ).astype(np.float64, copy=False)
-
-    # 2. Points grouped by image, which batches built from particles already are.
-    image, weight = points.image, points.weight
-    if len(image) > 1 and np.any(image[1:] < image[:-1]):
-        order = np.argsort(image, kind="stable")
-        image, flat, weight, outside = image[order], flat[order], weight[order], outside[order]
-
-    # 3. One bincount per chunk of whole images, with one spare bin after the
-    #    chunk's pixels that collects the weight outside the window.
-    images = np.zeros((points.n_images, n_channels, height, width), dtype=np.float32)
-    out = images.reshape(points.n_images, pixels_per_image)
-    images_per_chunk = max(1, chunk_pixels // pixels_per_image)
-    for start in range(0, points.n_images, images_per_chunk):
-        stop = min(start + images_per_chunk, points.n_images)
-        first, last = np.searchsorted(image, [start, stop])
-        n_pixels = (stop - start) * pixels_per_image
-        index = image[first:last] - start
-        index *= pixels_per_image
-        index += flat[first:last]
-        np.putmask(index, outside[first:last], n_pixels)
-        sums = np.bincount(index, weights=weight[first:last], minlength=n_pixels + 1)
-        out[start:stop] = sums[:n_pixels].reshape(stop - start, pixels_per_image)
+    images = buffer[:n_pixels].reshape(points.n_images, n_channels, height, width)
     return Pixelized(images=images, dropped_weight=dropped, total_weight=points.total_weight)
 
 

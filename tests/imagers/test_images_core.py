@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -181,7 +182,7 @@ def test_pixelize_channels() -> None:
     assert images[0, 1, 2, 2] == np.float32(0.25)
 
 
-def test_pixelize_chunks_match_one_pass() -> None:
+def test_pixelize_unsorted_points_match_sorted() -> None:
     p = random_points(50, 20, seed=3)
     shuffled = np.random.default_rng(4).permutation(len(p))
     unsorted = Points(
@@ -193,14 +194,16 @@ def test_pixelize_chunks_match_one_pass() -> None:
     )
     axis = symmetric_axis(1.0, 8)
     whole = pixelize(p, axis, axis).images
-    chunked = pixelize(unsorted, axis, axis, chunk_pixels=3 * 64).images
-    np.testing.assert_allclose(chunked, whole, rtol=1e-6, atol=1e-7)
+    shuffled_images = pixelize(unsorted, axis, axis).images
+    np.testing.assert_allclose(shuffled_images, whole, rtol=1e-6, atol=1e-7)
 
 
 def test_pixelize_across_point_chunks() -> None:
-    # More than three chunks of points, some outside the window, against a
-    # plain float64 accumulation in point order, rounded to float32 once.
+    # More than three chunks of points, some outside the window. Weights are
+    # multiples of 2**-10, so float32 sums are exact in any order and equal
+    # the float64 sums.
     p = random_points(1000, (3 * POINT_CHUNK) // 1000 + 7, seed=5)
+    p = replace(p, weight=np.round(p.weight * 1024.0) / 1024.0)
     axis = symmetric_axis(0.6, 9)
     r, c = bin_index(p.row, axis), bin_index(p.col, axis)
     inside = (r >= 0) & (c >= 0)
@@ -213,6 +216,23 @@ def test_pixelize_across_point_chunks() -> None:
     assert np.count_nonzero(~inside) > 100
     np.testing.assert_array_equal(result.images[:, 0], expected.astype(np.float32))
     np.testing.assert_array_equal(result.dropped_weight, dropped)
+
+
+def test_pixelize_rounding_within_bound() -> None:
+    # Weights that float32 cannot hold: each pixel stays within one float32
+    # rounding per point of the float64 sum.
+    p = random_points(200, 60, seed=6)
+    axis = symmetric_axis(0.6, 5)
+    r, c = bin_index(p.row, axis), bin_index(p.col, axis)
+    inside = (r >= 0) & (c >= 0)
+    expected = np.zeros((200, 5, 5))
+    np.add.at(expected, (p.image[inside], r[inside], c[inside]), p.weight[inside])
+    count = np.zeros((200, 5, 5))
+    np.add.at(count, (p.image[inside], r[inside], c[inside]), 1.0)
+    images = pixelize(p, axis, axis).images[:, 0]
+    bound = count * np.finfo(np.float32).eps * np.maximum(expected, 1e-30)
+    assert count.max() >= 10
+    assert np.all(np.abs(images - expected) <= bound)
 
 
 def test_normalize_sums_to_one() -> None:
