@@ -188,6 +188,49 @@ def test_reserved_setting_rejected() -> None:
         PythiaEEParams(pythia=["Beams:eCM = 200"])
 
 
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("StringZ:aLund = 0,7", r"'0,7' is not a number, and PYTHIA reads it as 0.0; write a decimal point"),
+        ("TimeShower:nGluonToQuark = 3.5", r"'3.5' is not a whole number, and PYTHIA reads it as 3"),
+        ("HadronLevel:Decay = offf", r"'offf' is not a flag, and PYTHIA reads it as off"),
+        ("111:m0 = 0,13", r"'0,13' is not a number, and PYTHIA reads it as 0.0"),
+        ("111:mayDecay = of", r"'of' is not a flag, and PYTHIA reads it as off"),
+    ],
+)
+def test_misread_value_rejected(setting: str, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        PythiaEEParams(pythia=["StringZ:aLund = 0.6", setting])
+
+
+def test_well_formed_values_accepted() -> None:
+    settings = ["StringZ:aLund = 0.68", "Tune:ee = 7", "HadronLevel:Decay = on", "111:mayDecay = off", "111:m0 0.135"]
+    assert PythiaEEParams(pythia=settings).pythia == settings
+
+
+def test_ecm_below_mass_window_rejected() -> None:
+    with pytest.raises(ValidationError, match=r"ecm = 5 GeV is below .* 23:mMin = 10 GeV"):
+        PythiaEEParams(ecm=5.0)
+
+
+def test_ecm_above_mass_window_rejected() -> None:
+    with pytest.raises(ValidationError, match=r"ecm = 91.188 GeV is above .* 23:mMax = 50 GeV"):
+        PythiaEEParams(pythia=["23:mMax = 50"])
+
+
+def test_decay_channels_stay_reserved() -> None:
+    with pytest.raises(ValidationError, match=r"'23:onMode = on' changes what qcdtool sets from flavors"):
+        PythiaEEParams(pythia=["23:onMode = on"])
+
+
+def test_low_ecm_with_opened_window_conserves_momentum() -> None:
+    batch = generate(
+        mode="independent", events=100, ecm=5.0, flavors=["uds"], final_state="all", pythia=["23:mMin = 2"]
+    )
+    deviation = np.abs(batch.hadron.sum_four_momentum() - [0.0, 0.0, 0.0, 5.0]).max()
+    assert deviation < 1e-6 * 5.0
+
+
 def test_setup_rejects_setting() -> None:
     # Parameters built without validation reach setup(), which checks again.
     params = PythiaEEParams.model_construct(**{**PythiaEEParams().model_dump(), "pythia": ["Foo:bar = 3"]})
@@ -197,7 +240,8 @@ def test_setup_rejects_setting() -> None:
 
 
 def test_failed_init_gives_reason() -> None:
-    generator = PythiaEE(PythiaEEParams(ecm=5.0, flavors=["b"]), PluginContext())
+    # Below the b-quark pair threshold (about 9.6 GeV) with the mass window opened.
+    generator = PythiaEE(PythiaEEParams(ecm=5.0, flavors=["b"], pythia=["23:mMin = 2.0"]), PluginContext())
     with pytest.raises(PythiaSettingError, match="all processes have vanishing cross sections"):
         generator.setup()
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 from collections.abc import Sequence
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -54,10 +54,29 @@ RESERVED_SETTINGS: dict[str, str] = {
     "beams:": "ecm (qcdtool sets e+e- beams at ecm)",
     "pdf:lepton": "the process definition (no beam photon radiation, so every event has exactly ecm)",
     "weaksingleboson:": "the process definition (gamma*/Z -> q qbar)",
-    "23:": "flavors (the Z decay channels)",
+    "23:": "flavors (the Z decay channels; of the Z's own properties only m0, mWidth, mMin and mMax may be set)",
     "processlevel:all": "the generation mode",
     "hadronlevel:all": "the generation mode",
     "random:": "the run seed",
+}
+#: Properties of the Z (id 23) that extra settings may change: the mass
+#: window of the gamma*/Z. Its decay channels are set from ``flavors``.
+OPEN_Z_SETTINGS = ("23:m0", "23:mwidth", "23:mmin", "23:mmax")
+#: Values that PYTHIA reads as a true or a false flag (lower case); any other
+#: word it reads as false without complaint.
+FLAG_WORDS = ("on", "off", "true", "false", "yes", "no", "ok", "1", "0")
+#: Particle-data properties by the kind of value they hold (lower case), as
+#: in ``id:property = value``, with the ParticleData method that reads them.
+PARTICLE_PARMS = {"m0": "m0", "mwidth": "mWidth", "mmin": "mMin", "mmax": "mMax", "tau0": "tau0"}
+PARTICLE_MODES = {"spintype": "spinType", "chargetype": "chargeType", "coltype": "colType"}
+PARTICLE_FLAGS = {
+    "maydecay": "mayDecay",
+    "isresonance": "isResonance",
+    "isvisible": "isVisible",
+    "varwidth": "varWidth",
+    "doexternaldecay": "doExternalDecay",
+    "doforcewidth": "doForceWidth",
+    "taucalc": "tauCalc",
 }
 #: ``nextBatch`` gives up after this many tries per requested event.
 MAX_TRIES_PER_EVENT = 10.0
@@ -131,21 +150,37 @@ class PythiaEEParams(PluginParams):
     @classmethod
     def _check_pythia_settings(cls, settings: list[str]) -> list[str]:
         for index, setting in enumerate(settings):
-            key = setting.split("=", 1)[0].strip().lower()
+            key = _split_setting(setting)[0].lower()
+            if key in OPEN_Z_SETTINGS:
+                continue
             for prefix, owner in RESERVED_SETTINGS.items():
                 if key.startswith(prefix):
                     raise ValueError(
                         f"pythia[{index}] = {setting!r} changes what qcdtool sets from {owner}; "
                         "set that in the spec instead"
                     )
-        rejected = _rejected_settings(settings)
-        if rejected:
-            index, setting = rejected[0]
-            raise ValueError(
-                f"PYTHIA rejects the setting {setting!r} (pythia[{index}]); check its name and value against "
-                "the PYTHIA manual"
-            )
+        problems = _setting_problems(settings)
+        if problems:
+            raise ValueError(problems[0])
         return settings
+
+    @model_validator(mode="after")
+    def _check_ecm_in_mass_window(self) -> PythiaEEParams:
+        mass_settings = tuple(s for s in self.pythia if _split_setting(s)[0].lower() in OPEN_Z_SETTINGS)
+        low, high = _gamma_z_mass_window(mass_settings)
+        if self.ecm < low:
+            raise ValueError(
+                f"ecm = {self.ecm:g} GeV is below the lowest gamma*/Z mass that PYTHIA generates, "
+                f"23:mMin = {low:g} GeV, so no event could be made; lower it in pythia, e.g. "
+                f"'23:mMin = {self.ecm / 2:g}'"
+            )
+        if high > low and self.ecm > high:
+            raise ValueError(
+                f"ecm = {self.ecm:g} GeV is above the highest gamma*/Z mass that PYTHIA generates, "
+                f"23:mMax = {high:g} GeV, so no event could be made; raise it in pythia, or set '23:mMax = 0' "
+                "for no upper limit"
+            )
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -167,8 +202,24 @@ class PythiaEEParams(PluginParams):
         return data
 
 
-def _rejected_settings(settings: Sequence[str]) -> list[tuple[int, str]]:
-    """Find the settings PYTHIA's ``readString`` rejects, with their positions; PYTHIA's messages are discarded."""
+def _split_setting(setting: str) -> tuple[str, str]:
+    """Return the key and the value of ``key = value`` (or ``key value``, which PYTHIA also reads)."""
+    if "=" in setting:
+        key, value = setting.split("=", 1)
+    else:
+        key, _, value = setting.strip().partition(" ")
+    return key.strip(), value.strip()
+
+
+def _setting_problems(settings: Sequence[str]) -> list[str]:
+    """Describe each setting that PYTHIA rejects or would read as another value than the one written.
+
+    PYTHIA rejects unknown keys and values out of range. A malformed value it
+    reads without complaint: ``0,7`` as the number 0, ``3.5`` as the whole
+    number 3, any word but on, true, yes, ok or 1 as the flag off. So each
+    value is also parsed as the kind of setting it belongs to. PYTHIA's
+    messages are discarded.
+    """
     if not settings:
         return []
     import os
@@ -177,9 +228,77 @@ def _rejected_settings(settings: Sequence[str]) -> list[tuple[int, str]]:
 
     from qcdtool.core.capture import redirect_fd1
 
+    problems = []
     with redirect_fd1(os.devnull):
         pythia = pythia8mc.Pythia("", False)
-        return [(index, setting) for index, setting in enumerate(settings) if not pythia.readString(setting)]
+        for index, setting in enumerate(settings):
+            if not pythia.readString(setting):
+                problems.append(
+                    f"PYTHIA rejects the setting {setting!r} (pythia[{index}]); check its name and value against "
+                    "the PYTHIA manual"
+                )
+                continue
+            misread = _misread_value(pythia, setting)
+            if misread is not None:
+                problems.append(f"pythia[{index}] = {setting!r}: {misread}")
+    return problems
+
+
+def _misread_value(pythia: Any, setting: str) -> str | None:
+    """Describe how PYTHIA reads the value of ``setting`` when that differs from the text; None otherwise."""
+    key, value = _split_setting(setting)
+    settings = pythia.settings
+    if settings.isParm(key):
+        return _check_value(value, "parm", lambda: settings.parm(key))
+    if settings.isMode(key):
+        return _check_value(value, "mode", lambda: settings.mode(key))
+    if settings.isFlag(key):
+        return _check_value(value, "flag", lambda: settings.flag(key))
+    particle, _, prop = key.partition(":")
+    if not particle.strip().lstrip("-").isdigit():
+        return None
+    code, prop = int(particle), prop.strip().lower()
+    data = pythia.particleData
+    for kind, methods in (("parm", PARTICLE_PARMS), ("mode", PARTICLE_MODES), ("flag", PARTICLE_FLAGS)):
+        if prop in methods:
+            return _check_value(value, kind, partial(getattr(data, methods[prop]), code))
+    return None
+
+
+def _check_value(value: str, kind: str, read_stored: Any) -> str | None:
+    """Describe why ``value`` is not a valid ``kind`` (parm, mode or flag) and what PYTHIA stored; None if valid."""
+    if kind == "flag":
+        if value.lower() in FLAG_WORDS:
+            return None
+        return f"{value!r} is not a flag, and PYTHIA reads it as {'on' if read_stored() else 'off'}; write on or off"
+    parse = float if kind == "parm" else int
+    try:
+        parse(value)
+    except ValueError:
+        what = "a number" if kind == "parm" else "a whole number"
+        hint = "write a decimal point, not a comma" if "," in value else f"write {what}"
+        return f"{value!r} is not {what}, and PYTHIA reads it as {read_stored()!r}; {hint}"
+    return None
+
+
+@cache
+def _gamma_z_mass_window(settings: tuple[str, ...]) -> tuple[float, float]:
+    """Return PYTHIA's (23:mMin, 23:mMax) in GeV after ``settings``; mMax <= mMin means no upper limit.
+
+    ``settings`` contains only settings of :data:`OPEN_Z_SETTINGS`, which keeps
+    the number of distinct cache keys small.
+    """
+    import os
+
+    import pythia8mc
+
+    from qcdtool.core.capture import redirect_fd1
+
+    with redirect_fd1(os.devnull):
+        pythia = pythia8mc.Pythia("", False)
+        for setting in settings:
+            pythia.readString(setting)
+        return float(pythia.particleData.mMin(23)), float(pythia.particleData.mMax(23))
 
 
 def pythia_version() -> str:
