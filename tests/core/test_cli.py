@@ -151,8 +151,7 @@ def test_pythia_output_goes_to_log(tmp_path: Path) -> None:
     script = shutil.which("qcdtool", path=str(Path(sys.executable).parent))
     assert script is not None
     spec = tmp_path / "spec.toml"
-    # Print:quiet = off makes PYTHIA print its initialization tables.
-    spec.write_text(SMALL_SPEC + 'pythia = ["Print:quiet = off"]\n')
+    spec.write_text(SMALL_SPEC)
     result = subprocess.run([script, "generate", str(spec)], capture_output=True, text=True, check=False)
     assert result.returncode == 0
     assert "PYTHIA" not in result.stdout
@@ -165,7 +164,7 @@ def test_pythia_output_shown_with_verbose(tmp_path: Path) -> None:
     script = shutil.which("qcdtool", path=str(Path(sys.executable).parent))
     assert script is not None
     spec = tmp_path / "spec.toml"
-    spec.write_text(SMALL_SPEC + 'pythia = ["Print:quiet = off"]\n')
+    spec.write_text(SMALL_SPEC)
     result = subprocess.run([script, "-v", "generate", str(spec)], capture_output=True, text=True, check=False)
     assert "PYTHIA Process Initialization" in result.stdout
 

@@ -78,6 +78,15 @@ PARTICLE_FLAGS = {
     "doforcewidth": "doForceWidth",
     "taucalc": "tauCalc",
 }
+#: PYTHIA prints its banner, the settings and the processes at init(), which
+#: go to the run's log; these settings keep it from listing events or
+#: counting them during generation.
+QUIET_EVENTS = (
+    "Next:numberCount = 0",
+    "Next:numberShowEvent = 0",
+    "Next:numberShowProcess = 0",
+    "Next:numberShowInfo = 0",
+)
 #: ``nextBatch`` gives up after this many tries per requested event.
 MAX_TRIES_PER_EVENT = 10.0
 
@@ -556,7 +565,7 @@ def _make_pythia(settings: Sequence[str], extra: Sequence[str], hook: Any) -> An
     import pythia8mc
 
     pythia = pythia8mc.Pythia("", False)
-    quiet = ["Print:quiet = on", "Next:numberCount = 0", "Random:setSeed = on", "Random:seed = 1"]
+    quiet = [*QUIET_EVENTS, "Random:setSeed = on", "Random:seed = 1"]
     for setting in [*quiet, *settings]:
         if not pythia.readString(setting):
             raise RuntimeError(f"PYTHIA rejected qcdtool's own setting {setting!r}")
@@ -579,8 +588,9 @@ def _make_pythia(settings: Sequence[str], extra: Sequence[str], hook: Any) -> An
 def _init_failure_reason(settings: Sequence[str]) -> str:
     """PYTHIA's own error lines for a failed ``init()``.
 
-    ``Print:quiet = on`` silences them, so the initialization is repeated on a
-    fresh, talkative instance whose output goes to a temporary file.
+    PYTHIA prints them to file descriptor 1, which is the run's log, so the
+    initialization is repeated on a fresh instance whose output goes to a
+    temporary file that can be read back.
     """
     import tempfile
 
