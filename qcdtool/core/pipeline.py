@@ -140,12 +140,11 @@ def images_stage(context: StageContext, force: bool = False) -> str:
     are drawn again. A dataset made elsewhere is never changed here: a
     missing imager is an error that names the command which adds it.
     """
-    from qcdtool.core.add_images import add_images, images_of_spec, plan_images
+    from qcdtool.core.add_images import add_images, images_for_dataset, plan_images
     from qcdtool.core.dataset import Dataset
 
     spec = context.spec
     path = spec.dataset_path
-    imagers = images_of_spec(spec)
     if spec.external_dataset:
         reason = images_stale(spec)
         if reason is not None:
@@ -153,28 +152,34 @@ def images_stage(context: StageContext, force: bool = False) -> str:
                 f"{reason}; add them with 'qcdtool images SPEC --add' (it copies the file and adds the images), "
                 "or change the spec's [[imagers]] to those the file holds ('qcdtool inspect FILE' lists them)"
             )
-        return f"{path.name} holds the images of {', '.join(imagers) or 'no imager'}"
+        labels = [table.label for table in spec.imagers]
+        return f"{path.name} holds the images of {', '.join(labels) or 'no imager'}"
     with Dataset(path) as dataset:
+        imagers = images_for_dataset(spec, dataset)
         plan = plan_images(dataset, imagers)
     for label in plan.different:
-        log.warning("drawing the images of imager %s again: its parameters changed", label)
+        log.warning(
+            "drawing the images of imager %s again: its parameters changed (%s)",
+            label,
+            "; ".join(plan.changes[label]),
+        )
     return add_images(path, spec, imagers, force=True, on_progress=context.on_progress, redraw_current=force)
 
 
 def images_stale(spec: RunSpec) -> str | None:
     """Return why the dataset lacks images the spec requests, or None when it contains them all."""
-    from qcdtool.core.add_images import images_of_spec, plan_images
+    from qcdtool.core.add_images import images_for_dataset, plan_images
     from qcdtool.core.dataset import Dataset
 
     path = spec.dataset_path
     if not path.exists():
         return f"{path} does not exist"
     with Dataset(path) as dataset:
-        plan = plan_images(dataset, images_of_spec(spec))
+        plan = plan_images(dataset, images_for_dataset(spec, dataset))
     if plan.missing:
         return f"{path} has no images of imager(s) {', '.join(plan.missing)}"
     if plan.different:
-        return f"{path} holds images of imager(s) {', '.join(plan.different)} made with other parameters"
+        return f"{path} holds images of imager(s) made with other parameters: {plan.describe_different()}"
     return None
 
 

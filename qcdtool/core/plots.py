@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from numpy.typing import NDArray
 
 from qcdtool.core.contracts import SampleSet
 from qcdtool.core.dataset import Dataset
+from qcdtool.core.errors import DatasetError
 from qcdtool.core.pairs import levels
 
 #: Pixels below this fraction of the brightest pixel are drawn as empty on the log scale.
@@ -19,62 +21,100 @@ LOG_FLOOR = 1e-4
 
 
 def show_images(dataset: Dataset, label: str, output: Path, configurations: int = 3, samples: int = 3) -> Path:
+    """Draw the picture of :func:`images_figure` to ``output`` (.png, .pdf or .svg); return ``output``.
+
+    A dataset without events is an error, and then nothing is written.
+    """
+    figure = images_figure(dataset, label, configurations=configurations, samples=samples)
+    figure.savefig(output, dpi=110)
+    return output
+
+
+def image_groups(
+    config: NDArray[np.int64], configurations: int, samples: int
+) -> tuple[list[tuple[int, NDArray[np.int64]]], int]:
+    """Choose the configurations to draw and their event rows; return them and how many share a row of panels.
+
+    When some configuration has several hadronizations (rehadronize mode),
+    each of the first ``configurations`` gets a row: its parton image, then
+    up to ``samples`` hadron images. When every configuration has a single
+    hadronization (independent mode), a row holds ``(samples + 2) // 2``
+    parton/hadron pairs of consecutive configurations, so the picture keeps
+    about the same width and shows more configurations.
+    """
+    values, counts = np.unique(config, return_counts=True)
+    per_row = (samples + 2) // 2 if counts.size and int(counts.max()) == 1 else 1
+    per_config = samples if per_row == 1 else 1
+    groups: list[tuple[int, NDArray[np.int64]]] = []
+    for value in values[: configurations * per_row]:
+        groups.append((int(value), np.flatnonzero(config == value)[:per_config]))
+    return groups, per_row
+
+
+def images_figure(dataset: Dataset, label: str, configurations: int = 3, samples: int = 3) -> Any:
     """Draw parton/hadron image pairs of a few configurations and the mean image per level.
 
-    Each row shows one configuration and channel: its parton image, then
-    ``samples`` of its hadron images. The last rows hold the mean parton
-    and mean hadron image over the whole file. Colours are on a log scale,
-    because jet images span several orders of magnitude between the core and
-    the edges.
+    In rehadronize mode each row shows one configuration and channel: its
+    parton image, then ``samples`` of its hadron images. In independent
+    mode (one hadronization per configuration) a row contains several
+    parton/hadron pairs (see :func:`image_groups`). The last rows hold the
+    mean parton and mean hadron image over the whole file. Colours are on a
+    log scale, because jet images span several orders of magnitude between
+    the core and the edges. Raises DatasetError for a dataset without events.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm
+    from matplotlib.figure import Figure
 
+    if len(dataset) == 0:
+        raise DatasetError(
+            f"{dataset.path} contains no events (a shard without work units, for example), so it has no images "
+            "to draw; draw a dataset with events, such as the file that 'qcdtool merge' makes of all shards"
+        )
     attrs = dataset.image_attrs(label)
     parton_table = dataset.images(label, "parton")
     hadron_table = dataset.images(label, "hadron")
-    config = dataset.column("config_id")
     channels = [str(name) for name in attrs["channels"]]
     extents = np.asarray(attrs["extents"], dtype=np.float64)
     axes_names = [str(name) for name in attrs["axes"]]
 
-    # 1. A few configurations, each with its first hadronizations.
-    chosen: list[tuple[int, NDArray[np.int64]]] = []
-    for value in np.unique(config)[:configurations]:
-        rows = np.flatnonzero(config == value)[:samples]
-        chosen.append((int(value), rows))
+    # 1. A few configurations with their first hadronizations, and how many share a row.
+    groups, per_row = image_groups(dataset.column("config_id"), configurations, samples)
+    rows_of_groups = [groups[start : start + per_row] for start in range(0, len(groups), per_row)]
 
     # 2. The mean image of each level, read slice by slice.
     means = {level: _mean_image(dataset, label, level) for level in ("parton", "hadron")}
 
-    n_columns = 1 + samples
-    n_rows = len(chosen) * len(channels) + len(channels)
-    figure, grid = plt.subplots(
-        n_rows, n_columns, figsize=(2.6 * n_columns, 2.4 * n_rows), squeeze=False, constrained_layout=True
-    )
+    n_columns = 1 + samples if per_row == 1 else 2 * per_row
+    n_rows = len(rows_of_groups) * len(channels) + len(channels)
+    figure = Figure(figsize=(2.6 * n_columns, 2.4 * n_rows), layout="constrained")
+    grid = figure.subplots(n_rows, n_columns, squeeze=False)
     peak = max(float(means["parton"].max()), float(means["hadron"].max()), 1e-12)
     norm = LogNorm(vmin=peak * LOG_FLOOR, vmax=1.0 if peak <= 1.0 else peak)
     extent = (extents[1][0], extents[1][1], extents[0][0], extents[0][1])
     image_artist: Any = None
 
+    # 3. One row of panels per row of groups and channel; unused panels are hidden.
     row = 0
-    for value, rows in chosen:
-        parton = np.asarray(parton_table[int(rows[0])])
-        hadrons = [np.asarray(hadron_table[int(r)]) for r in rows]
+    for row_groups in rows_of_groups:
         for channel, name in enumerate(channels):
-            panels = [("parton", parton[channel])] + [(f"hadron #{k + 1}", h[channel]) for k, h in enumerate(hadrons)]
+            suffix = f", {name}" if len(channels) > 1 else ""
+            panels: list[tuple[str, NDArray[np.float32]]] = []
+            for value, rows in row_groups:
+                panels.append((f"config {value}, parton{suffix}", np.asarray(parton_table[int(rows[0])])[channel]))
+                for k, event in enumerate(rows):
+                    title = "hadron" if per_row > 1 else f"hadron #{k + 1}"
+                    panels.append((f"config {value}, {title}{suffix}", np.asarray(hadron_table[int(event)])[channel]))
             for column in range(n_columns):
                 axis = grid[row][column]
                 if column < len(panels):
                     title, picture = panels[column]
                     image_artist = _draw(axis, picture, extent, norm)
-                    axis.set_title(f"config {value}, {title}" + (f", {name}" if len(channels) > 1 else ""), fontsize=8)
+                    axis.set_title(title, fontsize=8)
                 else:
                     axis.axis("off")
             row += 1
+
+    # 4. The mean images.
     for channel, name in enumerate(channels):
         for column in range(n_columns):
             axis = grid[row][column]
@@ -93,10 +133,10 @@ def show_images(dataset: Dataset, label: str, output: Path, configurations: int 
     if image_artist is not None:
         colourbar = figure.colorbar(image_artist, ax=grid, shrink=0.6)
         colourbar.set_label(str(attrs["intensity"]), fontsize=8)
-    figure.suptitle(f"{dataset.path.name}: images '{label}' ({attrs['units']})", fontsize=10)
-    figure.savefig(output, dpi=110)
-    plt.close(figure)
-    return output
+    # Roughly 11 characters of 10-point text fit in an inch (an estimate), so long units wrap onto more lines.
+    units = textwrap.fill(f"units: {attrs['units']}", width=int(2.6 * n_columns * 11))
+    figure.suptitle(f"{dataset.path.name}: images '{label}'\n{units}", fontsize=10)
+    return figure
 
 
 def _draw(axis: Any, picture: NDArray[np.float32], extent: tuple[float, ...], norm: Any) -> Any:

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
 import pytest
 from click.testing import Result
 
+from qcdtool.core.cli.data_cmd import PICTURE_SUFFIXES
 from qcdtool.core.dataset import Dataset
+from qcdtool.core.pipeline import images_stale
+from qcdtool.core.plots import image_groups, images_figure
+from qcdtool.core.registry import create_registry
+from qcdtool.core.spec import load_spec
 
 SPEC = """
 [run]
@@ -44,8 +51,41 @@ def generated(tmp_path: Path, run_cli: Callable[..., Result]) -> Path:
     return spec
 
 
+#: Another seed, mode and flavour list than SPEC, and SECOND_IMAGER as its imager.
+OTHER_EVENTS = """
+[run]
+name = "other"
+seed = 9
+
+[generator]
+plugin = "pythia-ee"
+flavors = ["uds"]
+mode = "independent"
+events = 50
+
+[jets]
+radius = 0.4
+"""
+
+INDEPENDENT = SPEC.replace('name = "images"', 'name = "independent"').replace(
+    "parton_events = 2\nhadronizations = 300", 'mode = "independent"\nevents = 40'
+)
+
+
 def dataset_of(spec: Path) -> Path:
     return spec.parent / "runs" / "images" / "dataset.h5"
+
+
+def stored_spec(path: Path) -> dict[str, Any]:
+    with Dataset(path) as dataset:
+        return tomllib.loads(str(dataset.attrs["spec"]))
+
+
+def external_spec(folder: Path, dataset: Path, imagers: str) -> Path:
+    """Write a spec that reads ``dataset`` and finds jets with R = 0.4, unlike the R = 0.8 of SPEC."""
+    spec = folder / "external.toml"
+    spec.write_text(f'[run]\nname = "external"\ndataset = "{dataset}"\n\n[jets]\nradius = 0.4\n' + imagers)
+    return spec
 
 
 def test_add_equals_generated(generated: Path, tmp_path: Path, run_cli: Callable[..., Result]) -> None:
@@ -81,6 +121,56 @@ def test_run_adds_missing_images(generated: Path, run_cli: Callable[..., Result]
         assert sorted(dataset.image_labels) == ["angular", "eta-phi"]
 
 
+def test_other_spec_keeps_events_settings(generated: Path, tmp_path: Path, run_cli: Callable[..., Result]) -> None:
+    before = stored_spec(dataset_of(generated))
+    other = tmp_path / "other.toml"
+    other.write_text(OTHER_EVENTS + SECOND_IMAGER)
+    result = run_cli("images", str(dataset_of(generated)), "--add", "--spec", str(other))
+    assert result.exit_code == 0
+    after = stored_spec(dataset_of(generated))
+    for part in ("run", "generator", "jets", "split", "sampling"):
+        assert after[part] == before[part], part
+
+
+def test_other_spec_records_imager(generated: Path, tmp_path: Path, run_cli: Callable[..., Result]) -> None:
+    other = tmp_path / "other.toml"
+    other.write_text(OTHER_EVENTS + SECOND_IMAGER)
+    run_cli("images", str(dataset_of(generated)), "--add", "--spec", str(other))
+    imagers = stored_spec(dataset_of(generated))["imagers"]
+    assert [table["label"] for table in imagers] == ["eta-phi", "angular"]
+    assert imagers[1]["size"] == 21
+
+
+def test_other_spec_equals_generated(generated: Path, tmp_path: Path, run_cli: Callable[..., Result]) -> None:
+    other = tmp_path / "other.toml"
+    other.write_text(OTHER_EVENTS + SECOND_IMAGER)
+    run_cli("images", str(dataset_of(generated)), "--add", "--spec", str(other))
+    direct = tmp_path / "direct"
+    direct.mkdir()
+    (direct / "spec.toml").write_text(SPEC + SECOND_IMAGER)
+    run_cli("generate", str(direct / "spec.toml"))
+    with Dataset(dataset_of(generated)) as added, Dataset(dataset_of(direct / "spec.toml")) as made:
+        assert added.attrs["spec_hash"] == made.attrs["spec_hash"]
+        assert np.array_equal(
+            np.asarray(added.images("angular", "parton")), np.asarray(made.images("angular", "parton"))
+        )
+
+
+def test_external_extent_follows_file_jets(generated: Path, tmp_path: Path, run_cli: Callable[..., Result]) -> None:
+    spec = external_spec(tmp_path, dataset_of(generated), '[[imagers]]\nplugin = "eta-phi"\nlabel = "again"\n')
+    assert run_cli("images", str(spec), "--add").exit_code == 0
+    with Dataset(dataset_of(generated)) as dataset:
+        assert dataset.image_attrs("again")["extents"].tolist() == [[-0.8, 0.8], [-0.8, 0.8]]
+        assert np.array_equal(
+            np.asarray(dataset.images("again", "hadron")), np.asarray(dataset.images("eta-phi", "hadron"))
+        )
+
+
+def test_external_stored_imager_current(generated: Path, tmp_path: Path) -> None:
+    spec = external_spec(tmp_path, dataset_of(generated), '[[imagers]]\nplugin = "eta-phi"\nsize = 15\n')
+    assert images_stale(load_spec(spec, create_registry())) is None
+
+
 def test_other_parameters_refused(generated: Path, run_cli: Callable[..., Result]) -> None:
     before = dataset_of(generated).read_bytes()
     generated.write_text(SPEC.replace("size = 15", "size = 17"))
@@ -88,6 +178,14 @@ def test_other_parameters_refused(generated: Path, run_cli: Callable[..., Result
     assert result.exit_code == 2
     assert "made with other parameters" in result.stderr
     assert dataset_of(generated).read_bytes() == before
+
+
+def test_other_parameters_named(generated: Path, run_cli: Callable[..., Result]) -> None:
+    generated.write_text(SPEC.replace("size = 15", "size = 17\nrotate = true"))
+    message = " ".join(run_cli("images", str(generated), "--add").stderr.split())
+    assert "size = 15 in the file, 17 in the spec" in message
+    assert "rotate = false in the file, true in the spec" in message
+    assert "--force" in message
 
 
 def test_force_replaces(generated: Path, run_cli: Callable[..., Result]) -> None:
@@ -109,6 +207,49 @@ def test_show_writes_png(generated: Path, tmp_path: Path, run_cli: Callable[...,
     result = run_cli("images", str(dataset_of(generated)), "--show", str(picture), "--imager", "eta-phi")
     assert result.exit_code == 0
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_show_empty_dataset(tmp_path: Path, run_cli: Callable[..., Result]) -> None:
+    spec = tmp_path / "spec.toml"
+    spec.write_text(SPEC)
+    run_cli("generate", str(spec), "--shard", "1/3")
+    shard = spec.parent / "runs" / "images" / "dataset.shard-1-of-3.h5"
+    picture = tmp_path / "pairs.png"
+    result = run_cli("images", str(shard), "--show", str(picture))
+    assert result.exit_code == 2
+    assert "contains no events" in result.stderr
+    assert not picture.exists()
+
+
+def test_show_svg_in_help(run_cli: Callable[..., Result]) -> None:
+    text = " ".join(run_cli("images", "--help").output.split())
+    for suffix in PICTURE_SUFFIXES:
+        assert suffix in text, suffix
+
+
+def test_groups_rehadronized_one_per_row() -> None:
+    groups, per_row = image_groups(np.repeat(np.arange(5), 4), configurations=3, samples=3)
+    assert per_row == 1
+    assert [value for value, _ in groups] == [0, 1, 2]
+    assert groups[1][1].tolist() == [4, 5, 6]
+
+
+def test_groups_independent_fill_rows() -> None:
+    groups, per_row = image_groups(np.arange(40), configurations=3, samples=3)
+    assert per_row == 2
+    assert [value for value, _ in groups] == [0, 1, 2, 3, 4, 5]
+    assert groups[5][1].tolist() == [5]
+
+
+def test_show_independent_no_blank_pairs(tmp_path: Path, run_cli: Callable[..., Result]) -> None:
+    spec = tmp_path / "spec.toml"
+    spec.write_text(INDEPENDENT)
+    run_cli("generate", str(spec))
+    with Dataset(spec.parent / "runs" / "independent" / "dataset.h5") as dataset:
+        figure = images_figure(dataset, "eta-phi", configurations=3, samples=3)
+    hidden = [axis for axis in figure.axes if not axis.axison]
+    assert len(figure.axes) == 4 * 4 + 1  # 4 x 4 panels and the colour bar
+    assert len(hidden) == 2  # beside the two mean images
 
 
 def test_show_unknown_imager(generated: Path, tmp_path: Path, run_cli: Callable[..., Result]) -> None:

@@ -233,6 +233,21 @@ def test_without_rotate_plane_rotation_shows(real_offsets: list[list[tuple[float
     assert np.abs(render(turned).hadron - render(original).hadron).max() > 0.1
 
 
+def test_describe_units_unrotated() -> None:
+    description = EtaPhiImager(EtaPhiParams(), PluginContext()).describe()
+    assert description.axes == ("delta_eta", "delta_phi")
+    assert description.units == "delta eta (no unit) and delta phi (rad)"
+
+
+def test_describe_units_rotated() -> None:
+    description = EtaPhiImager(EtaPhiParams(rotate=True), PluginContext()).describe()
+    assert description.axes == ("major_axis", "minor_axis")
+    assert description.units == (
+        "distance along and across the principal axis in the (delta eta, delta phi) plane, "
+        "as delta R (delta eta has no unit, delta phi is in rad)"
+    )
+
+
 @pytest.mark.parametrize("mirror", [(-1, 1), (1, -1), (-1, -1)])
 def test_flip_removes_reflections(
     real_offsets: list[list[tuple[float, float, float]]], mirror: tuple[int, int]

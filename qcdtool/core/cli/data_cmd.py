@@ -17,7 +17,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from qcdtool.core.add_images import add_images, images_of_spec
+from qcdtool.core.add_images import add_images, images_for_dataset
 from qcdtool.core.cli.base import CliState, get_state, verbosity_options
 from qcdtool.core.dataset import LEVELS, Dataset, merge_shards
 from qcdtool.core.errors import QcdtoolError
@@ -289,7 +289,10 @@ def _multiplicities(dataset: Dataset, level: str, rows_per_read: int = 1 << 16) 
     "spec_path",
     type=click.Path(path_type=Path),
     default=None,
-    help="Spec whose [[imagers]] --add draws, when the target is a dataset file.",
+    help=(
+        "Spec whose [[imagers]] --add draws, when the target is a dataset file. Only its [[imagers]] "
+        "are used: the file keeps its events, jets and the settings it records for them."
+    ),
 )
 @click.option("--force", is_flag=True, help="With --add: replace images made with other parameters.")
 @click.option(
@@ -297,7 +300,10 @@ def _multiplicities(dataset: Dataset, level: str, rows_per_read: int = 1 << 16) 
     "show_path",
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
-    help="Draw image pairs and mean images of one imager to this picture file (.png or .pdf).",
+    help=(
+        "Draw image pairs and mean images of one imager to this picture file "
+        f"({', '.join(PICTURE_SUFFIXES[:-1])} or {PICTURE_SUFFIXES[-1]})."
+    ),
 )
 @click.option("--imager", "label", default=None, help="Label of the imager to draw with --show.")
 @click.option(
@@ -327,12 +333,16 @@ def images(
 ) -> None:
     """Add images to a dataset without generating events again, or draw them.
 
-    SPEC-OR-DATASET is a spec (its run folder's dataset.h5 is used) or a
-    dataset file (then --add needs --spec).
+    SPEC-OR-DATASET is a spec (its run folder's dataset.h5, or the file of
+    its [run] dataset, is used) or a dataset file (then --add needs --spec).
+    Images are drawn for the jets stored in the file: an imager's unset
+    extent is the radius those jets were found with.
     """
     state = get_state()
     if not add and show_path is None:
         raise QcdtoolError("nothing to do: pass --add to add images, or --show FILE to draw them")
+    if show_path is not None:
+        check_picture_path(show_path)
     spec = None
     if target.suffix == ".toml":
         spec = load_spec(target, state.registry)
@@ -344,11 +354,12 @@ def images(
     if add:
         if spec is None:
             raise QcdtoolError("--add needs the imagers of a spec: give a spec, or a dataset and --spec SPEC")
+        with Dataset(dataset_file) as dataset:
+            imagers = images_for_dataset(spec, dataset)
         with LazyProgress(state, "drawing images") as progress:
-            summary = add_images(dataset_file, spec, images_of_spec(spec), force=force, on_progress=progress)
+            summary = add_images(dataset_file, spec, imagers, force=force, on_progress=progress)
         state.err.print(summary)
     if show_path is not None:
-        check_picture_path(show_path)
         with Dataset(dataset_file) as dataset:
             if label is None:
                 if len(dataset.image_labels) != 1:

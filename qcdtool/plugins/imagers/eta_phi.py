@@ -59,6 +59,14 @@ from qcdtool.core.particles import ParticleBatch
 
 JetIntensity = Literal["pt-fraction", "energy-fraction", "energy"]
 
+#: Units of the unrotated axes, delta eta and delta phi.
+AXIS_UNITS = "delta eta (no unit) and delta phi (rad)"
+#: Units of the axes with ``rotate``: the rotation mixes delta eta and delta phi, as delta R does.
+ROTATED_AXIS_UNITS = (
+    "distance along and across the principal axis in the (delta eta, delta phi) plane, "
+    "as delta R (delta eta has no unit, delta phi is in rad)"
+)
+
 INTENSITY_LABELS: dict[str, str] = {
     "pt-fraction": "pT_i / sum_j pT_j (constituents of the jet)",
     "energy-fraction": "E_i / sum_j E_j (constituents of the jet)",
@@ -193,7 +201,7 @@ class EtaPhiImager(Imager):
         return ImageDescription(
             axes=axes,
             extents=(window, window),
-            units="delta eta (no unit) and delta phi (rad)",
+            units=ROTATED_AXIS_UNITS if self.params.rotate else AXIS_UNITS,
             intensity=INTENSITY_LABELS[self.params.intensity],
             channels=self.channel_names,
             shape=(len(self.channel_names), self.params.size, self.params.size),
