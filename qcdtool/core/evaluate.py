@@ -37,7 +37,15 @@ import h5py
 import numpy as np
 
 from qcdtool import __version__
-from qcdtool.core.contracts import Direction, Metric, MetricResult, MetricValue, References, SampleSet
+from qcdtool.core.contracts import (
+    Direction,
+    Metric,
+    MetricResult,
+    MetricValue,
+    PluginContext,
+    References,
+    SampleSet,
+)
 from qcdtool.core.dataset import TEMPORARY_SUFFIX, Dataset
 from qcdtool.core.environment import package_version
 from qcdtool.core.errors import QcdtoolError
@@ -428,7 +436,8 @@ def evaluate_run(
     figures_dir = run_dir / (FIGURES_DIR + TEMPORARY_SUFFIX)
     shutil.rmtree(figures_dir, ignore_errors=True)
     figures_dir.mkdir(parents=True)
-    instances = {metric.label: _instantiate(spec, metric) for metric in spec.metrics}
+    context = dataset_context(spec)
+    instances = {metric.label: _instantiate(metric, context) for metric in spec.metrics}
     total = len(models) * (len(spec.metrics) + 2)
     done = 0
     record: dict[str, Any] = {
@@ -513,8 +522,22 @@ def evaluate_run(
     return EvaluationOutcome(metrics_path, report_path, message, failed)
 
 
-def _instantiate(spec: RunSpec, metric: PluginSpec) -> Metric:
-    instance = metric.info.cls(metric.params, spec.context())
+def dataset_context(spec: RunSpec) -> PluginContext:
+    """Return the plugin context of the run, with the jet settings its dataset was made with.
+
+    A metric's default jet radius must be that of the stored jets, which
+    differs from the spec's [jets] when ``[run] dataset`` names a file made
+    with other settings.
+    """
+    from qcdtool.core.add_images import stored_jets
+
+    with Dataset(dataset_file(spec)) as dataset:
+        jets = stored_jets(dataset)
+    return spec.context(jet_radius=jets.radius, jet_algorithm=jets.algorithm)
+
+
+def _instantiate(metric: PluginSpec, context: PluginContext) -> Metric:
+    instance = metric.info.cls(metric.params, context)
     if not isinstance(instance, Metric):
         raise QcdtoolError(f"metric plugin '{metric.plugin}' does not subclass the Metric contract")
     return instance

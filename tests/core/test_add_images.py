@@ -14,6 +14,7 @@ from click.testing import Result
 
 from qcdtool.core.cli.data_cmd import PICTURE_SUFFIXES
 from qcdtool.core.dataset import Dataset
+from qcdtool.core.evaluate import dataset_context
 from qcdtool.core.pipeline import images_stale
 from qcdtool.core.plots import image_groups, images_figure
 from qcdtool.core.registry import create_registry
@@ -164,6 +165,12 @@ def test_external_extent_follows_file_jets(generated: Path, tmp_path: Path, run_
         assert np.array_equal(
             np.asarray(dataset.images("again", "hadron")), np.asarray(dataset.images("eta-phi", "hadron"))
         )
+
+
+def test_external_metric_radius_follows_file_jets(generated: Path, tmp_path: Path) -> None:
+    spec = external_spec(tmp_path, dataset_of(generated), '[[imagers]]\nplugin = "eta-phi"\nsize = 15\n')
+    context = dataset_context(load_spec(spec, create_registry()))
+    assert context.jet_radius == 0.8
 
 
 def test_external_stored_imager_current(generated: Path, tmp_path: Path) -> None:
