@@ -26,12 +26,15 @@ that exist are complete and are reused by ``--resume``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
 import os
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+import shlex
+import tomllib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -69,6 +72,10 @@ CHUNK_CACHE_BYTES = 1 << 20
 INCOMPRESSIBLE_COLUMNS = frozenset({"px", "py", "pz", "E"})
 #: Suffix of a file being written; it gets its final name only when complete.
 TEMPORARY_SUFFIX = ".partial"
+#: Spec tables that decide a dataset's events, besides the run seed and --events.
+EVENT_SPEC_PARTS = ("generator", "jets")
+#: Spec tables that decide a dataset's whole content (its ``spec_hash``), besides the run seed and --events.
+DATASET_SPEC_PARTS = (*EVENT_SPEC_PARTS, "imagers")
 
 
 @dataclass(frozen=True)
@@ -413,8 +420,133 @@ def read_part(path: Path) -> UnitResult:
     )
 
 
+MANIFEST_FILE = "manifest.json"
+
+
+@dataclass(frozen=True)
+class PartsManifest:
+    """Record of a part folder's generation: the spec hash that a resume must match, and the command's options."""
+
+    spec_hash: str
+    #: Units the dataset file (the shard, for a shard) holds when complete.
+    units: int | None = None
+    #: Absolute path of the spec file, or None for a spec that came from no file.
+    spec: str | None = None
+    #: Options of the generate command, None where not given.
+    events: int | None = None
+    shard: str | None = None
+    output: str | None = None
+    workers: int = 1
+
+    def resume_command(self) -> str:
+        """Return the command that finishes this generation, in quotes, e.g. ``'qcdtool generate my.toml --resume'``.
+
+        ``qcdtool run`` resumes only a generation of the run's own
+        dataset, so it is named as well when no option changed the file.
+        """
+        spec = _typed_path(self.spec) if self.spec else "SPEC"
+        words = ["qcdtool", "generate", spec]
+        if self.events is not None:
+            words += ["--events", str(self.events)]
+        if self.shard:
+            words += ["--shard", self.shard]
+        if self.output:
+            words += ["--output", _typed_path(self.output)]
+        if self.workers > 1:
+            words += ["--workers", str(self.workers)]
+        command = f"'{shlex.join([*words, '--resume'])}'"
+        if self.events is None and not self.shard and not self.output:
+            command += f" (or '{shlex.join(['qcdtool', 'run', spec])}')"
+        return command
+
+
+def _typed_path(path: str) -> str:
+    """Return ``path`` as a user types it here: relative to the working folder when inside it."""
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return path
+
+
+def write_manifest(folder: Path, manifest: PartsManifest) -> None:
+    """Write the manifest of a part folder, atomically (temporary name, then rename)."""
+    temporary = folder / (MANIFEST_FILE + TEMPORARY_SUFFIX)
+    temporary.write_text(json.dumps(asdict(manifest), sort_keys=True) + "\n")
+    os.replace(temporary, folder / MANIFEST_FILE)
+
+
+def read_manifest(folder: Path) -> PartsManifest | None:
+    """Read the manifest of a part folder; None when it is missing or unreadable."""
+    try:
+        return PartsManifest(**json.loads((folder / MANIFEST_FILE).read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
 # --------------------------------------------------------------------------
 # Reading
+
+#: What h5py raises when HDF5 fails on a damaged file. It maps HDF5's error
+#: codes to these classes and raises RuntimeError for the rest, so a
+#: truncated file, an unreadable object header or a chunk that its filter
+#: cannot decode each surface as one of them. ValueError also covers JSON
+#: attributes cut short. Every read of a file runs inside :func:`reading`,
+#: which turns them into a DatasetError.
+# NOTE: HDF5 2.0.0 can also hang or crash on some damaged metadata, and then no
+# error reaches Python. Zeroed bytes in the root group's attribute storage did that.
+HDF5_READ_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    KeyError,
+    ValueError,
+    TypeError,
+    NotImplementedError,
+    RuntimeError,
+)
+
+
+@contextlib.contextmanager
+def reading(path: Path, what: str) -> Iterator[None]:
+    """Turn an HDF5 error raised while the block reads ``what`` from ``path`` into a DatasetError.
+
+    The error names the file, the table or attribute that failed and what to
+    do. Only reads belong in the block: an OSError of a write (a full disk)
+    must reach the caller as it is.
+    """
+    try:
+        yield
+    except HDF5_READ_ERRORS as exc:
+        detail = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        raise DatasetError(f"{path} is damaged: HDF5 cannot read {what} ({detail}). {recovery_advice(path)}") from exc
+
+
+def recovery_advice(path: Path) -> str:
+    """Say how to get a readable, complete copy of a dataset file: finish its generation, or make it again."""
+    final = path.with_name(path.name.removesuffix(TEMPORARY_SUFFIX))
+    folder = parts_dir(final)
+    if folder.is_dir():
+        manifest = read_manifest(folder)
+        command = manifest.resume_command() if manifest is not None else "'qcdtool generate SPEC --resume'"
+        return (
+            f"Its generation was interrupted {interrupted_progress(folder, manifest)}; finish it with {command}, "
+            f"which assembles the file again from the finished units in {folder}."
+        )
+    if path.name.endswith(TEMPORARY_SUFFIX):
+        return (
+            f"It is the unfinished output of an interrupted qcdtool command (a complete file never keeps the "
+            f"{TEMPORARY_SUFFIX} suffix): remove it and run that command again."
+        )
+    return (
+        "Make it again ('qcdtool generate SPEC', or 'qcdtool merge' for joined shards), "
+        "or copy it again from where it was made."
+    )
+
+
+def interrupted_progress(folder: Path, manifest: PartsManifest | None) -> str:
+    """Describe how far the generation of a part folder got, e.g. ``after 7 of 20 units``."""
+    done = len(list(folder.glob("unit-*.npz")))
+    if manifest is None or manifest.units is None:
+        return f"after {done} units"
+    return f"after {done} of {manifest.units} units"
 
 
 def open_h5(path: Path, mode: str = "r") -> h5py.File:
@@ -425,9 +557,9 @@ def open_h5(path: Path, mode: str = "r") -> h5py.File:
         raise DatasetError(f"{path} is a directory; expected a dataset file (.h5)")
     try:
         return h5py.File(path, mode)
-    except OSError as exc:
+    except HDF5_READ_ERRORS as exc:
         raise DatasetError(
-            f"{path} cannot be opened as HDF5 (truncated, corrupted or not an HDF5 file): {exc}"
+            f"{path} cannot be opened as HDF5 (truncated, damaged or not an HDF5 file): {exc}. {recovery_advice(path)}"
         ) from exc
 
 
@@ -444,35 +576,106 @@ def check_format(file: h5py.File, path: Path) -> None:
         )
 
 
+def flat_settings(spec: Mapping[str, Any], n_events: int | None, parts: Sequence[str]) -> dict[str, Any]:
+    """Return the settings that decide a dataset, keyed by their TOML path.
+
+    ``spec`` is a resolved spec as a dict. The keys are ``run.seed``, every
+    key of the tables in ``parts`` (``generator.hadronizations``, and
+    ``imagers[0].size`` for an array of tables) and ``--events``, the event
+    count of the generate command's --events option (None without it).
+    """
+    settings: dict[str, Any] = {"run.seed": (spec.get("run") or {}).get("seed"), "--events": n_events}
+    for part in parts:
+        value = spec.get(part)
+        if isinstance(value, list):
+            for index, table in enumerate(value):
+                settings.update({f"{part}[{index}].{key}": item for key, item in table.items()})
+        else:
+            settings.update({f"{part}.{key}": item for key, item in (value or {}).items()})
+    return settings
+
+
+def setting_changes(
+    first: Mapping[str, Any], second: Mapping[str, Any], first_name: str, second_name: str
+) -> list[str]:
+    """List every setting whose values differ, as ``key = value in <first_name>, value in <second_name>``."""
+    return [
+        f"{key} = {_shown(first.get(key))} in {first_name}, {_shown(second.get(key))} in {second_name}"
+        for key in sorted(set(first) | set(second))
+        if first.get(key) != second.get(key)
+    ]
+
+
+def _shown(value: Any) -> str:
+    return "(not set)" if value is None else json.dumps(value)
+
+
 def parts_dir(path: Path) -> Path:
     """Folder of the part files of a dataset file being generated."""
     return path.with_name(path.name + ".parts")
 
 
+class ImageTable:
+    """The ``(n, C, H, W)`` image table of one imager and level; slicing it reads those rows.
+
+    It wraps the h5py dataset, so that an HDF5 error on a damaged file
+    becomes a DatasetError that names the file and the table.
+    """
+
+    def __init__(self, table: h5py.Dataset, path: Path, name: str) -> None:
+        self._table = table
+        self.path = path
+        self.name = name
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """``(n, C, H, W)``."""
+        return tuple(self._table.shape)
+
+    def __len__(self) -> int:
+        return int(self._table.shape[0])
+
+    def __getitem__(self, rows: Any) -> NDArray[np.float32]:
+        with reading(self.path, self.name):
+            return np.asarray(self._table[rows])
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> NDArray[Any]:
+        """Read the whole table, for ``np.asarray(table)``."""
+        return np.asarray(self[...], dtype=dtype)
+
+
 class Dataset:
-    """Read access to a dataset file; tables are read lazily, slice by slice."""
+    """Read access to a dataset file; tables are read lazily, slice by slice.
+
+    An HDF5 error while opening or reading the file is raised as a
+    DatasetError that names the file and the command that makes a good copy.
+    """
 
     def __init__(self, path: Path | str, allow_incomplete: bool = False) -> None:
         self.path = Path(path)
-        if not self.path.exists() and parts_dir(self.path).is_dir():
-            done = len(list(parts_dir(self.path).glob("unit-*.npz")))
+        folder = parts_dir(self.path)
+        if not self.path.exists() and folder.is_dir():
+            manifest = read_manifest(folder)
+            command = manifest.resume_command() if manifest is not None else "'qcdtool generate SPEC --resume'"
             raise DatasetError(
-                f"{self.path} is incomplete: its generation was interrupted after {done} units. Resume it "
-                "with 'qcdtool generate SPEC --resume' (or 'qcdtool run SPEC'), or remove "
-                f"{parts_dir(self.path)} and generate again"
+                f"{self.path} is incomplete: its generation was interrupted "
+                f"{interrupted_progress(folder, manifest)}. Resume it with {command}, or remove {folder} "
+                "and generate again"
             )
         self.file = open_h5(self.path)
         try:
-            check_format(self.file, self.path)
-            if not allow_incomplete and not bool(self.file.attrs.get("complete", False)):
+            with self._reading("its root attributes"):
+                check_format(self.file, self.path)
+                complete = bool(self.file.attrs.get("complete", False))
+                self._rows = int(read_commit(self.file)["rows"])
+            if not allow_incomplete and not complete:
                 raise DatasetError(
-                    f"{self.path} is incomplete (complete = false): its writer stopped after "
-                    f"{read_commit(self.file)['rows']} events; generate it again"
+                    f"{self.path} is incomplete (complete = false): its writer stopped after {self._rows} events. "
+                    f"{recovery_advice(self.path)}"
                 )
         except BaseException:
             self.file.close()
             raise
-        self._rows = int(read_commit(self.file)["rows"])
 
     def __enter__(self) -> Dataset:
         return self
@@ -488,6 +691,9 @@ class Dataset:
     def __len__(self) -> int:
         return self._rows
 
+    def _reading(self, what: str) -> contextlib.AbstractContextManager[None]:
+        return reading(self.path, what)
+
     @property
     def attrs(self) -> h5py.AttributeManager:
         """Root attributes."""
@@ -496,67 +702,126 @@ class Dataset:
     @property
     def counters(self) -> dict[str, int]:
         """Run counters (skipped events, failed hadronizations...)."""
-        return {key: int(value) for key, value in read_commit(self.file)["counters"].items()}
+        with self._reading("the commit attribute"):
+            counters = read_commit(self.file)["counters"]
+        return {key: int(value) for key, value in counters.items()}
 
     @property
     def image_labels(self) -> list[str]:
         """Labels of the imagers whose images the file holds."""
-        return list(self.file["images"].keys())
+        with self._reading("the images group"):
+            return list(self.file["images"].keys())
+
+    def settings(self, parts: Sequence[str] = DATASET_SPEC_PARTS) -> dict[str, Any] | None:
+        """Return the settings the file was made with (see :func:`flat_settings`), or None when its spec is not TOML."""
+        with self._reading("the spec attribute"):
+            text = str(self.file.attrs.get("spec", ""))
+            events = int(self.file.attrs.get("events_override", -1))
+        try:
+            spec = tomllib.loads(text)
+        except tomllib.TOMLDecodeError:
+            return None
+        return flat_settings(spec, events if events >= 0 else None, parts)
 
     def column(self, name: str, rows: slice | NDArray[np.int64] = slice(None)) -> NDArray[Any]:
         """Read an event column (config_id, flavour, hadronization) for the given rows."""
-        return np.asarray(self.file["events"][name][: self._rows][rows])
+        if name not in EVENT_COLUMNS:
+            raise ValueError(f"invalid event column {name!r}: expected one of {', '.join(EVENT_COLUMNS)}")
+        with self._reading(f"events/{name}"):
+            values = np.asarray(self.file["events"][name][: self._rows])
+        return values[rows]
 
     def particles(self, level: str, rows: slice = slice(None)) -> ParticleBatch:
         """Final-state particles of one level for a contiguous range of events."""
+        _check_level(level)
         start, stop = _bounds(rows, self._rows)
-        group = self.file["events"][level]
-        offsets = np.asarray(group["offsets"][start : stop + 1], dtype=np.int64)
-        lo, hi = int(offsets[0]), int(offsets[-1])
-        columns: dict[str, Any] = {column: np.asarray(group[column][lo:hi]) for column in PARTICLE_COLUMNS}
+        name = f"events/{level}"
+        with self._reading(name):
+            group = self.file[name]
+            offsets = np.asarray(group["offsets"][start : stop + 1], dtype=np.int64)
+            lo, hi = self._offset_range(offsets, group["pid"].shape[0], f"{name}/offsets")
+            columns: dict[str, Any] = {column: np.asarray(group[column][lo:hi]) for column in PARTICLE_COLUMNS}
         return ParticleBatch(**columns, offsets=offsets - lo)
 
     def jet_constituent_index(
         self, level: str, rows: slice = slice(None)
     ) -> tuple[NDArray[np.int32], NDArray[np.int64]]:
         """Constituent indices (local to each event) and their offsets for a range of events."""
+        _check_level(level)
         start, stop = _bounds(rows, self._rows)
-        group = self.file["jets"][level]
-        offsets = np.asarray(group["offsets"][start : stop + 1], dtype=np.int64)
-        lo, hi = int(offsets[0]), int(offsets[-1])
-        return np.asarray(group["constituents"][lo:hi]), offsets - lo
+        name = f"jets/{level}"
+        with self._reading(name):
+            group = self.file[name]
+            offsets = np.asarray(group["offsets"][start : stop + 1], dtype=np.int64)
+            lo, hi = self._offset_range(offsets, group["constituents"].shape[0], f"{name}/offsets")
+            constituents = np.asarray(group["constituents"][lo:hi])
+        return constituents, offsets - lo
 
     def jet_columns(self, level: str, rows: slice = slice(None)) -> dict[str, NDArray[np.float64]]:
         """Jet kinematics (px, py, pz, E, pt, eta, phi, mass) for a range of events."""
+        _check_level(level)
         start, stop = _bounds(rows, self._rows)
-        group = self.file["jets"][level]
-        return {column: np.asarray(group[column][start:stop]) for column in JET_COLUMNS}
+        with self._reading(f"jets/{level}"):
+            group = self.file["jets"][level]
+            return {column: np.asarray(group[column][start:stop]) for column in JET_COLUMNS}
+
+    def pair_distances(self, rows: slice = slice(None)) -> dict[str, NDArray[np.float64]]:
+        """Distance between the parton and hadron jet axes: opening angle (delta_angle) and Delta R (delta_r)."""
+        start, stop = _bounds(rows, self._rows)
+        with self._reading("jets/delta_angle and jets/delta_r"):
+            group = self.file["jets"]
+            return {name: np.asarray(group[name][start:stop]) for name in ("delta_angle", "delta_r")}
 
     def jets(self, level: str, rows: slice = slice(None)) -> JetBatch:
         """Jets with their constituents gathered from the events' particles."""
         particles = self.particles(level, rows)
         indices, offsets = self.jet_constituent_index(level, rows)
+        # A damaged table can hold indices past the event's particles.
+        available = np.repeat(np.diff(particles.offsets), np.diff(offsets))
+        if np.any((indices < 0) | (indices >= available)):
+            raise DatasetError(
+                f"{self.path} is damaged: jets/{level}/constituents points past the particles of its events. "
+                f"{recovery_advice(self.path)}"
+            )
         return gather_jets(particles, self.jet_columns(level, rows), indices, offsets)
 
-    def images(self, label: str, level: str) -> h5py.Dataset:
+    def images(self, label: str, level: str) -> ImageTable:
         """Return the (n, C, H, W) image table of one imager and level, unread (slice it to read)."""
-        if label not in self.file["images"]:
+        _check_level(level)
+        if label not in self.image_labels:
             raise DatasetError(
                 f"{self.path} has no images of imager '{label}'; it has: {', '.join(self.image_labels) or 'none'}"
             )
-        return self.file["images"][label][level]
+        name = f"images/{label}/{level}"
+        with self._reading(name):
+            return ImageTable(self.file[name], self.path, name)
 
     def image_attrs(self, label: str) -> dict[str, Any]:
         """Read the description and parameters stored with one imager's images."""
         self.images(label, "parton")
-        attrs = dict(self.file["images"][label].attrs)
-        attrs["params"] = json.loads(str(attrs.get("params", "{}")))
+        with self._reading(f"the attributes of images/{label}"):
+            attrs = dict(self.file["images"][label].attrs)
+            attrs["params"] = json.loads(str(attrs.get("params", "{}")))
         return attrs
 
     def iter_slices(self, batch_rows: int) -> Iterator[slice]:
         """Contiguous row ranges of at most ``batch_rows`` events covering the file."""
         for start in range(0, self._rows, batch_rows):
             yield slice(start, min(start + batch_rows, self._rows))
+
+    def _offset_range(self, offsets: NDArray[np.int64], table_rows: int, name: str) -> tuple[int, int]:
+        """Return the first and last offset, checked to ascend within a table of ``table_rows`` entries."""
+        if len(offsets) == 0 or np.any(np.diff(offsets) < 0) or offsets[0] < 0 or offsets[-1] > table_rows:
+            raise DatasetError(
+                f"{self.path} is damaged: {name} does not ascend within its table of {table_rows} entries. "
+                f"{recovery_advice(self.path)}"
+            )
+        return int(offsets[0]), int(offsets[-1])
+
+
+def _check_level(level: str) -> None:
+    if level not in LEVELS:
+        raise ValueError(f"invalid level {level!r}: expected one of {', '.join(LEVELS)}")
 
 
 def gather_jets(
@@ -600,48 +865,55 @@ MERGE_SLICE_ROWS = 1 << 15
 def merge_shards(output: Path, inputs: list[Path]) -> tuple[int, int]:
     """Join complete shards of one spec, in shard order, into a new file.
 
-    Refuses shards of different specs, the same shard twice, missing shards
-    and incomplete shards. Returns (number of shards, number of events).
+    Refuses shards of different specs (naming the settings that differ),
+    the same shard twice, missing shards, incomplete shards and damaged
+    files. Returns (number of shards, number of events).
     """
-    shards: list[tuple[int, int, Path]] = []
+    shards: list[tuple[int, int, Path, int]] = []
     digests: dict[str, Path] = {}
     for path in inputs:
-        with Dataset(path) as dataset:
+        with Dataset(path) as dataset, reading(path, "its root attributes"):
             shard = str(dataset.attrs.get("shard", ""))
             digest = str(dataset.attrs.get("spec_hash"))
+            rows = len(dataset)
         if not shard:
             raise DatasetError(f"{path} is not a shard (it was generated without --shard); only shards can be merged")
         index, count = (int(part) for part in shard.split("/"))
         digests.setdefault(digest, path)
-        shards.append((index, count, path))
+        shards.append((index, count, path, rows))
     if len(digests) > 1:
         first, second = list(digests.values())[:2]
-        raise DatasetError(f"{first} and {second} were generated from different specs; shards of one spec only")
-    counts = {count for _, count, _ in shards}
+        raise DatasetError(
+            f"{first} and {second} were generated with different settings ({_spec_difference(first, second)}); "
+            "merge only the shards of one spec and one --events"
+        )
+    counts = {count for _, count, _, _ in shards}
     if len(counts) > 1:
         raise DatasetError(
             f"the inputs split the work differently (N = {sorted(counts)} in k/N); use shards of one split"
         )
-    seen: dict[int, Path] = {}
-    for index, _, path in shards:
+    seen: dict[int, tuple[Path, int]] = {}
+    for index, _, path, rows in shards:
         if index in seen:
-            raise DatasetError(f"shard {index} is given twice: {seen[index]} and {path}")
-        seen[index] = path
+            raise DatasetError(f"shard {index} is given twice: {seen[index][0]} and {path}")
+        seen[index] = (path, rows)
     count = counts.pop()
     missing = sorted(set(range(1, count + 1)) - set(seen))
     if missing:
-        raise DatasetError(f"shards {', '.join(map(str, missing))} of {count} are missing; merge needs all of them")
+        listed = ", ".join(map(str, missing))
+        which = f"shard {listed} of {count} is" if len(missing) == 1 else f"shards {listed} of {count} are"
+        raise DatasetError(f"{which} missing; merge needs every shard of the split")
     if output.exists():
         raise DatasetError(f"{output} exists; choose another output file or remove it first")
 
     ordered = [seen[index] for index in range(1, count + 1)]
     tmp = output.with_name(output.name + ".partial")
-    # An empty shard (a job-array task with no units) lacks the per-image
-    # columns that imagers add with their first rows, so the layout comes
-    # from the first shard that has events.
-    template = next((path for path in ordered if _rows_of(path) > 0), ordered[0])
+    # A shard without events lacks the per-image columns that imagers add
+    # with their first rows, so the layout comes from the first shard that
+    # has events.
+    template = next((path for path, rows in ordered if rows > 0), ordered[0][0])
     try:
-        total_rows = _merge_into(tmp, template, ordered)
+        total_rows = _merge_into(tmp, template, [path for path, _ in ordered])
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -649,33 +921,43 @@ def merge_shards(output: Path, inputs: list[Path]) -> tuple[int, int]:
     return count, total_rows
 
 
-def _rows_of(path: Path) -> int:
-    with h5py.File(path, "r") as file:
-        return int(read_commit(file)["rows"])
+def _spec_difference(first: Path, second: Path) -> str:
+    """Name the settings in which two dataset files differ, each with both values."""
+    generic = "their run.seed, [generator], [jets], [[imagers]] or --events differ"
+    with Dataset(first) as first_file, Dataset(second) as second_file:
+        in_first, in_second = first_file.settings(), second_file.settings()
+    if in_first is None or in_second is None:
+        return generic
+    changes = setting_changes(in_first, in_second, str(first), str(second))
+    return "; ".join(changes) if changes else generic
 
 
 def _merge_into(tmp: Path, template: Path, ordered: list[Path]) -> int:
     """Write the shards ``ordered`` into ``tmp`` with the layout of ``template``; return the rows."""
+    with Dataset(template) as first, reading(template, "its groups and tables"):
+        attrs = dict(first.attrs)
+        layout = _layout(first.file)
     total_rows = 0
-    with h5py.File(template, "r") as first_file, h5py.File(tmp, "w", track_order=True) as out:
-        for key, value in first_file.attrs.items():
+    with h5py.File(tmp, "w", track_order=True) as out:
+        for key, value in attrs.items():
             out.attrs[key] = value
-        first_file.visititems(lambda name, obj: _copy_empty(out, name, obj))
+        _create_layout(out, layout)
         counters: dict[str, int] = {}
         totals: dict[str, int] = {}
         units_done = 0
         planned = 0
         for path in ordered:
-            with h5py.File(path, "r") as shard_file:
-                commit = read_commit(shard_file)
+            with Dataset(path) as shard:
+                with reading(path, "its root attributes"):
+                    commit = read_commit(shard.file)
+                    planned += int(shard.attrs.get("units_planned", 0))
                 rows = int(commit["rows"])
                 if rows > 0:
-                    _append_file(out, shard_file, rows)
-                total_rows += rows
-                units_done += int(commit["units_done"])
-                planned += int(shard_file.attrs.get("units_planned", 0))
-                for key, value in commit["counters"].items():
-                    counters[key] = counters.get(key, 0) + int(value)
+                    _append_file(out, shard, commit)
+            total_rows += rows
+            units_done += int(commit["units_done"])
+            for key, value in commit["counters"].items():
+                counters[key] = counters.get(key, 0) + int(value)
         for level in LEVELS:
             totals[f"events/{level}"] = int(out["events"][level]["px"].shape[0])
             totals[f"jets/{level}"] = int(out["jets"][level]["constituents"].shape[0])
@@ -689,37 +971,61 @@ def _merge_into(tmp: Path, template: Path, ordered: list[Path]) -> int:
     return total_rows
 
 
-def _copy_empty(out: h5py.File, name: str, obj: Any) -> None:
-    """Create an empty twin of a group or appendable table, with its attributes."""
-    if isinstance(obj, h5py.Group):
-        group = out.require_group(name)
-        for key, value in obj.attrs.items():
-            group.attrs[key] = value
-        return
-    parent = out.require_group(str(Path(name).parent)) if "/" in name else out
-    row_shape = obj.shape[1:]
-    dataset = parent.create_dataset(
-        Path(name).name,
-        shape=(0, *row_shape),
-        maxshape=(None, *row_shape),
-        dtype=obj.dtype,
-        chunks=obj.chunks,
-        compression=obj.compression,
-        shuffle=obj.shuffle,
-        track_times=False,
-    )
-    for key, value in obj.attrs.items():
-        dataset.attrs[key] = value
-    if name in _OFFSET_TABLES:
-        dataset.resize(1, axis=0)  # the leading 0
+#: One group or table of a file: its name, the arguments that create an empty
+#: appendable twin of a table (None for a group) and its attributes.
+_LayoutEntry = tuple[str, dict[str, Any] | None, dict[str, Any]]
 
 
-def _append_file(out: h5py.File, shard: h5py.File, rows: int) -> None:
-    """Append one shard's committed content to ``out``, shifting its offsets."""
+def _layout(file: h5py.File) -> list[_LayoutEntry]:
+    """List every group and table of ``file``, in the order h5py visits them."""
+    entries: list[_LayoutEntry] = []
+
+    def visit(name: str, obj: Any) -> None:
+        if isinstance(obj, h5py.Group):
+            entries.append((name, None, dict(obj.attrs)))
+            return
+        row_shape = obj.shape[1:]
+        arguments = {
+            "shape": (0, *row_shape),
+            "maxshape": (None, *row_shape),
+            "dtype": obj.dtype,
+            "chunks": obj.chunks,
+            "compression": obj.compression,
+            "shuffle": obj.shuffle,
+            "track_times": False,
+        }
+        entries.append((name, arguments, dict(obj.attrs)))
+
+    file.visititems(visit)
+    return entries
+
+
+def _create_layout(out: h5py.File, layout: list[_LayoutEntry]) -> None:
+    """Create the empty groups and appendable tables that :func:`_layout` listed, with their attributes."""
+    for name, arguments, attrs in layout:
+        node: h5py.Group | h5py.Dataset
+        if arguments is None:
+            node = out.require_group(name)
+        else:
+            parent = out.require_group(str(Path(name).parent)) if "/" in name else out
+            node = parent.create_dataset(Path(name).name, **arguments)
+            if name in _OFFSET_TABLES:
+                node.resize(1, axis=0)  # the leading 0
+        for key, value in attrs.items():
+            node.attrs[key] = value
+
+
+def _append_file(out: h5py.File, shard: Dataset, commit: Mapping[str, Any]) -> None:
+    """Append one shard's committed content to ``out``, shifting its offsets.
+
+    Only the reads of the shard run inside :func:`reading`, so that a full
+    disk while writing ``out`` stays an OSError.
+    """
+    rows = int(commit["rows"])
     names: list[str] = []
-    shard.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
+    with reading(shard.path, "its list of tables"):
+        shard.file.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
     bases = {name: int(out[target].shape[0]) for name, target in _OFFSET_TABLES.items()}
-    commit = read_commit(shard)
     limits = {"units/index": int(commit["units_done"]), "units/rows": int(commit["units_done"])}
     for level in LEVELS:
         limits[f"events/{level}/offsets"] = rows + 1
@@ -728,12 +1034,15 @@ def _append_file(out: h5py.File, shard: h5py.File, rows: int) -> None:
         for column in PARTICLE_COLUMNS:
             limits[f"events/{level}/{column}"] = int(commit["totals"].get(f"events/{level}", 0))
     for name in names:
-        source = shard[name]
+        with reading(shard.path, name):
+            source = shard.file[name]
+            ndim = source.ndim
         stop = limits.get(name, rows)
         start = 1 if name in _OFFSET_TABLES else 0
-        step = MERGE_SLICE_ROWS if source.ndim == 1 else max(1, MERGE_SLICE_ROWS // 64)
+        step = MERGE_SLICE_ROWS if ndim == 1 else max(1, MERGE_SLICE_ROWS // 64)
         for lo in range(start, stop, step):
-            values = np.asarray(source[lo : min(stop, lo + step)])
+            with reading(shard.path, name):
+                values = np.asarray(source[lo : min(stop, lo + step)])
             if name in _OFFSET_TABLES:
                 values = values + bases[name]
             _append(out[name], values)

@@ -18,7 +18,6 @@ import multiprocessing
 import re
 import shutil
 import signal
-import tomllib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,16 +29,23 @@ from qcdtool.core.add_images import add_images, images_of_spec, plan_images
 from qcdtool.core.capture import redirect_fd1
 from qcdtool.core.contracts import EventBatch, Generator, Imager, ImagerInput, ImageSet, WorkUnit
 from qcdtool.core.dataset import (
+    DATASET_SPEC_PARTS,
+    EVENT_SPEC_PARTS,
     JET_COLUMNS,
     LEVELS,
     TEMPORARY_SUFFIX,
     Dataset,
     DatasetWriter,
     JetColumns,
+    PartsManifest,
     UnitResult,
+    flat_settings,
     parts_dir,
     read_commit,
+    read_manifest,
     read_part,
+    setting_changes,
+    write_manifest,
     write_part,
 )
 from qcdtool.core.errors import DatasetError, QcdtoolError
@@ -51,8 +57,6 @@ from qcdtool.core.spec import RunSpec
 log = logging.getLogger(__name__)
 
 DATASET_FILE = "dataset.h5"
-#: Spec tables that decide a dataset's content, besides the run seed.
-DATASET_SPEC_PARTS = ("generator", "jets", "imagers")
 SHARD_PATTERN = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 
 
@@ -75,7 +79,20 @@ class Shard:
         return cls(index, count)
 
     def select(self, units: Sequence[WorkUnit]) -> list[WorkUnit]:
-        """Return the contiguous run of units that belongs to this shard."""
+        """Return the contiguous run of units that belongs to this shard.
+
+        Raise QcdtoolError when there are fewer units than shards, because
+        some shard would then be empty.
+        """
+        if self.count > len(units):
+            events = sum(unit.n_events for unit in units)
+            largest = max((unit.n_events for unit in units), default=0)
+            plural = "s" if len(units) != 1 else ""
+            raise QcdtoolError(
+                f"invalid --shard {self}: the {events} events form {len(units)} work unit{plural} "
+                f"(of up to {largest} events), and each shard needs at least one, "
+                f"so N can be at most {len(units)}"
+            )
         start = (self.index - 1) * len(units) // self.count
         stop = self.index * len(units) // self.count
         return list(units[start:stop])
@@ -112,40 +129,24 @@ def content_hash(spec: RunSpec, n_events: int | None) -> str:
 
 def events_hash(spec: RunSpec, n_events: int | None) -> str:
     """Hash of what decides the events and jets (the content without the images)."""
-    return _hash(spec, n_events, ("generator", "jets"))
+    return _hash(spec, n_events, EVENT_SPEC_PARTS)
 
 
-def events_difference(spec: RunSpec, dataset: Dataset) -> str:
-    """Describe how the events of ``dataset`` differ from the spec's, naming each seed, [generator] and [jets] key.
+def events_difference(spec: RunSpec, dataset: Dataset, n_events: int | None = None, current: str = "the spec") -> str:
+    """Describe how the events of ``dataset`` differ from those of the spec and ``--events``, naming each setting.
 
-    The dataset's resolved spec is compared key by key. When no key differs
-    (a file made with ``--events``, for example), the text names the three
-    parts that decide the events.
+    The dataset's resolved spec and --events are compared with the spec's,
+    key by key (run.seed, [generator], [jets]); ``current`` names the spec's
+    side in the text. When no key differs, the text names the parts that
+    decide the events.
     """
-    generic = "events of another seed, [generator] or [jets]"
-    try:
-        file_spec = tomllib.loads(str(dataset.attrs.get("spec", "")))
-    except tomllib.TOMLDecodeError:
+    generic = "events of another run.seed, [generator], [jets] or --events"
+    in_file = dataset.settings(EVENT_SPEC_PARTS)
+    if in_file is None:
         return generic
-    in_file, in_spec = _event_settings(file_spec), _event_settings(spec.to_dict())
-    changes = [
-        f"{key} = {_shown(in_file.get(key))} in the file, {_shown(in_spec.get(key))} in the spec"
-        for key in sorted(set(in_file) | set(in_spec))
-        if in_file.get(key) != in_spec.get(key)
-    ]
+    in_spec = flat_settings(spec.to_dict(), n_events, EVENT_SPEC_PARTS)
+    changes = setting_changes(in_file, in_spec, "the file", current)
     return "events made with other settings: " + "; ".join(changes) if changes else generic
-
-
-def _event_settings(data: Mapping[str, Any]) -> dict[str, Any]:
-    """Return the settings that decide the events, keyed by their TOML path (run.seed, generator.*, jets.*)."""
-    settings = {"run.seed": (data.get("run") or {}).get("seed")}
-    for part in ("generator", "jets"):
-        settings.update({f"{part}.{key}": value for key, value in (data.get(part) or {}).items()})
-    return settings
-
-
-def _shown(value: Any) -> str:
-    return "(not set)" if value is None else json.dumps(value)
 
 
 def _hash(spec: RunSpec, n_events: int | None, parts: tuple[str, ...]) -> str:
@@ -339,9 +340,7 @@ def generate_dataset(
             "drop [run] dataset to generate the run's own, or give --output FILE"
         )
     processor = build_processor(spec)
-    units = processor.generator.plan(options.n_events)
-    if options.shard is not None:
-        units = options.shard.select(units)
+    units = planned_units(processor, options)
     path = dataset_path(spec, options)
     digest = content_hash(spec, options.n_events)
     folder = parts_dir(path)
@@ -354,7 +353,7 @@ def generate_dataset(
     # file unless the user asked to see it.
     with contextlib.nullcontext() if options.verbosity > 0 else redirect_fd1(log_path):
         processor.generator.setup()  # rejects bad settings before any event or file
-        _prepare_parts(folder, digest, options.resume)
+        _prepare_parts(folder, _manifest(spec, options, digest, len(units)), options.resume)
         missing = [unit for unit in units if not part_path(folder, unit).exists()]
         total = sum(unit.n_events for unit in units)
         done = total - sum(unit.n_events for unit in missing)
@@ -386,6 +385,36 @@ def generate_dataset(
     return path, f"{path.name}: {rows} events written, {skipped} skipped ({_counter_text(counters)})"
 
 
+def planned_units(processor: UnitProcessor, options: GenerateOptions) -> list[WorkUnit]:
+    """Return the work units to write: the generator's whole plan, or this shard's run of it.
+
+    Raises QcdtoolError for a --shard with more shards than units.
+    """
+    units = processor.generator.plan(options.n_events)
+    return options.shard.select(units) if options.shard is not None else units
+
+
+def check_options(spec: RunSpec, options: GenerateOptions) -> None:
+    """Reject options that this spec cannot generate with (a --shard of more shards than units).
+
+    It writes nothing, so a command can call it before it opens its log
+    file in the run folder.
+    """
+    planned_units(build_processor(spec), options)
+
+
+def _manifest(spec: RunSpec, options: GenerateOptions, digest: str, n_units: int) -> PartsManifest:
+    return PartsManifest(
+        spec_hash=digest,
+        units=n_units,
+        spec=str(spec.source.resolve()) if spec.source is not None else None,
+        events=options.n_events,
+        shard=str(options.shard) if options.shard is not None else None,
+        output=str(options.output.resolve()) if options.output is not None else None,
+        workers=options.workers,
+    )
+
+
 def _reuse_existing(
     path: Path,
     spec: RunSpec,
@@ -397,8 +426,8 @@ def _reuse_existing(
     with Dataset(path) as dataset:
         if dataset.attrs.get("events_hash") != events_hash(spec, options.n_events):
             raise DatasetError(
-                f"{path} exists and contains events of a different spec (seed, generator, jets or event count "
-                "differ); remove it or choose another [run] name or --output"
+                f"{path} exists and contains {events_difference(spec, dataset, options.n_events, 'this command')}; "
+                "remove it, or choose another [run] name or --output"
             )
         plan = plan_images(dataset, processor.imagers)
         n_events = len(dataset)
@@ -407,9 +436,8 @@ def _reuse_existing(
     return add_images(path, spec, processor.imagers, force=False, on_progress=on_progress)
 
 
-def _prepare_parts(folder: Path, digest: str, resume: bool) -> None:
+def _prepare_parts(folder: Path, manifest: PartsManifest, resume: bool) -> None:
     """Create the part folder, or check an existing one before resuming it."""
-    manifest = folder / "manifest.json"
     if folder.exists() and not any(folder.glob("unit-*.npz")):
         shutil.rmtree(folder)  # an earlier attempt that stopped before its first unit: nothing to resume
     if folder.exists():
@@ -418,17 +446,18 @@ def _prepare_parts(folder: Path, digest: str, resume: bool) -> None:
                 f"an earlier generation of {folder.name.removesuffix('.parts')} was interrupted ({folder} "
                 "exists); pass --resume to continue it, or remove that folder to start again"
             )
-        recorded = json.loads(manifest.read_text()) if manifest.exists() else {}
-        if recorded.get("spec_hash") != digest:
+        recorded = read_manifest(folder)
+        if recorded is None or recorded.spec_hash != manifest.spec_hash:
             raise DatasetError(
                 f"{folder} was started from a different spec or event count; it cannot be resumed with this "
                 "one. Remove it, or use the spec it was made with"
             )
         for leftover in folder.glob("*" + TEMPORARY_SUFFIX):
             leftover.unlink()  # a part that was being written when the run stopped
+        write_manifest(folder, manifest)  # the spec file may have moved since
         return
     folder.mkdir(parents=True)
-    manifest.write_text(json.dumps({"spec_hash": digest}) + "\n")
+    write_manifest(folder, manifest)
 
 
 class _Assembler:
@@ -506,9 +535,8 @@ def generate_stage(context: StageContext, force: bool = False) -> str:
                 return f"{path.name} is current ({n_events} events)"
             stale = f"{path.name} contains {events_difference(spec, dataset)}"
     if folder.exists() and not force:
-        manifest = folder / "manifest.json"
-        recorded = json.loads(manifest.read_text()) if manifest.exists() else {}
-        if recorded.get("spec_hash") != content_hash(spec, None):
+        recorded = read_manifest(folder)
+        if recorded is None or recorded.spec_hash != content_hash(spec, None):
             stale = stale or f"the interrupted generation in {folder.name} was started from another spec"
     if force or stale:
         log.warning("generating %s again: %s", path.name, stale or "as asked")

@@ -206,7 +206,7 @@ def test_other_events_refused(generated: Path, run_cli: Callable[..., Result]) -
     generated.write_text(SPEC.replace("seed = 8", "seed = 9"))
     result = run_cli("generate", str(generated))
     assert result.exit_code == 2
-    assert "contains events of a different spec" in result.stderr
+    assert "run.seed = 8 in the file, 9 in this command" in " ".join(result.stderr.split())
 
 
 def test_show_writes_png(generated: Path, tmp_path: Path, run_cli: Callable[..., Result]) -> None:

@@ -14,7 +14,9 @@ import pytest
 from click.testing import Result
 
 from qcdtool import __version__
+from qcdtool.core import generate as generate_module
 from qcdtool.core.cli import cli
+from qcdtool.core.cli.base import continuation
 from qcdtool.core.dataset import Dataset
 from tests.conftest import MakeDistribution
 
@@ -190,3 +192,51 @@ def test_plugins_show_keeps_brackets(make_distribution: MakeDistribution, run_cl
     result = run_cli("plugins", "show", "bracketed")
     assert "Same as radius in [jets] by default." in result.stdout
     assert "Reads [jets] and [split]" in result.stdout
+
+
+def interrupt_generation(*args: object, **kwargs: object) -> None:
+    """Stand in for the unit writer, raising what Ctrl-C raises."""
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize(
+    ("command", "continued"),
+    [
+        (["generate", "{spec}", "--workers", "2"], "qcdtool generate {spec} --workers 2 --resume"),
+        (["run", "{spec}"], "qcdtool run {spec}"),
+    ],
+    ids=["generate", "run"],
+)
+def test_interrupt_names_command(
+    command: list[str],
+    continued: str,
+    tmp_path: Path,
+    run_cli: Callable[..., Result],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spec = tmp_path / "spec.toml"
+    spec.write_text(SMALL_SPEC)
+    monkeypatch.setattr(generate_module, "_write_parts", interrupt_generation)
+    result = run_cli(*(word.format(spec=spec) for word in command))
+    assert result.exit_code == 130
+    assert f"To continue, run: {continued.format(spec=spec)}" in " ".join(result.stderr.split())
+
+
+@pytest.mark.parametrize(
+    ("arguments", "command", "kept"),
+    [
+        (["generate", "s.toml"], "qcdtool generate s.toml --resume", "Finished units of events are kept."),
+        (["-v", "generate", "s.toml", "--resume"], "qcdtool -v generate s.toml --resume", "Finished units"),
+        (["train", "s.toml", "--force"], "qcdtool train s.toml --resume", "last checkpoint"),
+        (["train", "s.toml", "--model", "m"], "qcdtool train s.toml --model m --resume", "last checkpoint"),
+        (["run", "s.toml"], "qcdtool run s.toml", "Finished stages and units of events are kept."),
+        (["run", "s.toml", "--from", "train"], "qcdtool run s.toml --from train", "also redoes the stages"),
+        (["run", "s.toml", "--force"], "qcdtool run s.toml --force", "also redoes the stages"),
+        (["merge", "out.h5", "a b.h5"], "qcdtool merge out.h5 'a b.h5'", ""),
+    ],
+)
+def test_continuation_command(arguments: list[str], command: str, kept: str) -> None:
+    going_on = continuation(arguments)
+    assert going_on.command == command
+    assert kept in going_on.kept
+    assert bool(going_on.kept) == bool(kept)

@@ -191,8 +191,11 @@ def test_incomplete_file_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     interrupt_after(1, monkeypatch)
     with pytest.raises(Interrupt):
         generate_dataset(spec, GenerateOptions())
-    with pytest.raises(DatasetError, match="is incomplete"):
+    with pytest.raises(DatasetError, match="is incomplete") as error:
         Dataset(spec.run_dir / "dataset.h5")
+    # The second unit was written when the interruption arrived; the spec plans two units per configuration.
+    assert "interrupted after 2 of 6 units" in str(error.value)
+    assert f"'qcdtool generate {spec.source} --resume'" in str(error.value)
 
 
 def test_generate_without_resume_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -205,7 +208,7 @@ def test_generate_without_resume_refused(tmp_path: Path, monkeypatch: pytest.Mon
         generate_dataset(spec, GenerateOptions())
 
 
-def test_killed_process_resumes(reference: Path, tmp_path: Path) -> None:
+def test_killed_process_resumes(reference: Path, tmp_path: Path, run_cli: Callable[..., Result]) -> None:
     spec = write_spec(tmp_path)
     path = tmp_path / "runs" / "gen" / "dataset.h5"
     script = shutil.which("qcdtool", path=str(Path(sys.executable).parent))
@@ -216,6 +219,10 @@ def test_killed_process_resumes(reference: Path, tmp_path: Path) -> None:
         time.sleep(0.01)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
+    # The file being assembled is damaged or incomplete, and either way the error names the resume command.
+    unfinished = run_cli("inspect", str(path.with_name("dataset.h5.partial")))
+    assert unfinished.exit_code == 2
+    assert f"'qcdtool generate {spec} --resume'" in " ".join(unfinished.stderr.split())
     generate_dataset(load_spec(spec, create_registry()), GenerateOptions(resume=True))
     assert_same_contents(reference, path)
 
@@ -231,6 +238,89 @@ def test_truncated_file_refused(reference: Path, tmp_path: Path, run_cli: Callab
     result = run_cli("inspect", str(truncated))
     assert result.exit_code == 2
     assert "cannot be opened as HDF5" in result.stderr
+    assert "Make it again" in result.stderr
+
+
+def overwrite(path: Path, offset: int, count: int) -> None:
+    """Overwrite ``count`` bytes of ``path`` from ``offset`` with 0xff, as a disk or a copy can damage a file."""
+    with path.open("r+b") as file:
+        file.seek(offset)
+        file.write(b"\xff" * count)
+
+
+def damaged_copy(source: Path, folder: Path, name: str) -> Path:
+    """Copy ``source``, then overwrite the start of the object header of ``name`` (a group or table) in the copy."""
+    copy = folder / f"damaged-{name.replace('/', '-')}.h5"
+    shutil.copy(source, copy)
+    with h5py.File(copy, "r") as file:
+        address = h5py.h5o.get_info(file[name].id).addr
+    overwrite(copy, address, 16)
+    return copy
+
+
+def chunk_damaged_copy(source: Path, folder: Path, table: str) -> Path:
+    """Copy ``source``, then overwrite the first compressed chunk of ``table`` in the copy."""
+    copy = folder / f"chunk-{table.replace('/', '-')}.h5"
+    shutil.copy(source, copy)
+    with h5py.File(copy, "r") as file:
+        chunk = file[table].id.get_chunk_info(0)
+    overwrite(copy, chunk.byte_offset, min(chunk.size, 256))
+    return copy
+
+
+def test_damaged_root_refused(reference: Path, tmp_path: Path, run_cli: Callable[..., Result]) -> None:
+    damaged = damaged_copy(reference, tmp_path, "/")
+    result = run_cli("inspect", str(damaged))
+    stderr = " ".join(result.stderr.split())
+    assert result.exit_code == 2
+    assert f"{damaged} is damaged: HDF5 cannot read its root attributes" in stderr
+    assert "bad object header" in stderr
+    assert "Make it again ('qcdtool generate SPEC'" in stderr
+
+
+def test_damaged_group_refused(reference: Path, tmp_path: Path, run_cli: Callable[..., Result]) -> None:
+    damaged = damaged_copy(reference, tmp_path, "jets/hadron")
+    result = run_cli("inspect", str(damaged))
+    assert result.exit_code == 2
+    assert f"{damaged} is damaged: HDF5 cannot read jets/hadron" in " ".join(result.stderr.split())
+
+
+def test_damaged_chunk_refused(reference: Path, tmp_path: Path) -> None:
+    damaged = chunk_damaged_copy(reference, tmp_path, "events/hadron/pid")
+    with Dataset(damaged) as dataset:
+        assert len(dataset.particles("parton")) == 4500
+        with pytest.raises(DatasetError, match="is damaged: HDF5 cannot read events/hadron"):
+            dataset.particles("hadron")
+
+
+def test_damaged_images_refused(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, hadronizations=40)
+    spec.write_text(spec.read_text() + '\n[[imagers]]\nplugin = "eta-phi"\n')
+    path, _ = generate_dataset(load_spec(spec, create_registry()), GenerateOptions())
+    damaged = chunk_damaged_copy(path, tmp_path, "images/eta-phi/hadron")
+    with Dataset(damaged) as dataset:
+        table = dataset.images("eta-phi", "hadron")
+        assert table.shape == (120, 1, 15, 15)
+        with pytest.raises(DatasetError, match="is damaged: HDF5 cannot read images/eta-phi/hadron"):
+            table[:10]
+
+
+def test_unfinished_file_names_command(reference: Path, tmp_path: Path, run_cli: Callable[..., Result]) -> None:
+    # A file left by an interrupted command other than generate (merge, images --add) has no part folder.
+    unfinished = tmp_path / "merged.h5.partial"
+    shutil.copy(damaged_copy(reference, tmp_path, "/"), unfinished)
+    result = run_cli("inspect", str(unfinished))
+    assert result.exit_code == 2
+    assert "unfinished output of an interrupted qcdtool command" in " ".join(result.stderr.split())
+
+
+def test_images_add_refuses_damaged(reference: Path, tmp_path: Path, run_cli: Callable[..., Result]) -> None:
+    spec = write_spec(tmp_path / "spec")
+    spec.write_text(spec.read_text() + '\n[[imagers]]\nplugin = "eta-phi"\n')
+    damaged = damaged_copy(reference, tmp_path, "/")
+    result = run_cli("images", str(damaged), "--add", "--spec", str(spec))
+    assert result.exit_code == 2
+    assert f"{damaged} is damaged" in " ".join(result.stderr.split())
 
 
 def test_foreign_file_refused(tmp_path: Path, run_cli: Callable[..., Result]) -> None:
@@ -283,11 +373,51 @@ def test_rejected_pythia_setting(tmp_path: Path, run_cli: Callable[..., Result])
 
 
 def test_merge_refuses_other_spec(tmp_path: Path, run_cli: Callable[..., Result]) -> None:
-    first = run_cli("generate", str(write_spec(tmp_path / "a", hadronizations=20)), "--shard", "1/2")
+    first = run_cli("generate", str(write_spec(tmp_path / "a", hadronizations=20)), "--shard", "1/2").stdout.strip()
     second = run_cli("generate", str(write_spec(tmp_path / "b", seed=99, hadronizations=20)), "--shard", "2/2")
-    result = run_cli("merge", str(tmp_path / "m.h5"), first.stdout.strip(), second.stdout.strip())
+    result = run_cli("merge", str(tmp_path / "m.h5"), first, second.stdout.strip())
     assert result.exit_code == 2
-    assert "were generated from different specs" in result.stderr
+    stderr = " ".join(result.stderr.split())
+    assert "were generated with different settings" in stderr
+    assert f"run.seed = 17 in {first}, 99 in {second.stdout.strip()}" in stderr
+
+
+def test_merge_refuses_other_events(tmp_path: Path, run_cli: Callable[..., Result]) -> None:
+    spec = str(write_spec(tmp_path, hadronizations=20))
+    first = run_cli("generate", spec, "--shard", "1/2").stdout.strip()
+    second = run_cli("generate", spec, "--shard", "2/2", "--events", "30").stdout.strip()
+    result = run_cli("merge", str(tmp_path / "m.h5"), first, second)
+    assert result.exit_code == 2
+    assert f"--events = (not set) in {first}, 30 in {second}" in " ".join(result.stderr.split())
+
+
+@pytest.mark.parametrize(
+    ("made", "message"),
+    [
+        (["1/2"], "shard 2 of 2 is missing; merge needs every shard of the split"),
+        (["1/3"], "shards 2, 3 of 3 are missing; merge needs every shard of the split"),
+    ],
+)
+def test_merge_names_missing_shards(
+    made: list[str], message: str, tmp_path: Path, run_cli: Callable[..., Result]
+) -> None:
+    spec = str(write_spec(tmp_path, hadronizations=20))
+    shards = [run_cli("generate", spec, "--shard", shard).stdout.strip() for shard in made]
+    result = run_cli("merge", str(tmp_path / "m.h5"), *shards)
+    assert result.exit_code == 2
+    assert message in result.stderr
+
+
+def test_merge_refuses_damaged_shard(tmp_path: Path, run_cli: Callable[..., Result]) -> None:
+    spec = str(write_spec(tmp_path, hadronizations=20))
+    first, second = (run_cli("generate", spec, "--shard", f"{k}/2").stdout.strip() for k in (1, 2))
+    damaged = chunk_damaged_copy(Path(second), tmp_path, "events/hadron/pid")
+    merged = tmp_path / "m.h5"
+    result = run_cli("merge", str(merged), first, str(damaged))
+    assert result.exit_code == 2
+    assert f"{damaged} is damaged: HDF5 cannot read events/hadron/pid" in " ".join(result.stderr.split())
+    assert not merged.exists()
+    assert not merged.with_name("m.h5.partial").exists()
 
 
 def test_merge_refuses_repeated_shard(tmp_path: Path, run_cli: Callable[..., Result]) -> None:
@@ -299,6 +429,23 @@ def test_merge_refuses_repeated_shard(tmp_path: Path, run_cli: Callable[..., Res
     assert "shard 1 is given twice" in result.stderr
 
 
+def test_existing_file_names_other_seed(tmp_path: Path, run_cli: Callable[..., Result]) -> None:
+    spec = write_spec(tmp_path, hadronizations=20)
+    assert run_cli("generate", str(spec)).exit_code == 0
+    write_spec(tmp_path, seed=18, hadronizations=20)
+    result = run_cli("generate", str(spec))
+    assert result.exit_code == 2
+    assert "run.seed = 17 in the file, 18 in this command" in " ".join(result.stderr.split())
+
+
+def test_existing_file_names_other_events(tmp_path: Path, run_cli: Callable[..., Result]) -> None:
+    spec = str(write_spec(tmp_path, hadronizations=20))
+    assert run_cli("generate", spec).exit_code == 0
+    result = run_cli("generate", spec, "--events", "30")
+    assert result.exit_code == 2
+    assert "--events = (not set) in the file, 30 in this command" in " ".join(result.stderr.split())
+
+
 def test_existing_complete_file_is_current(reference: Path) -> None:
     spec = load_spec(reference.parents[2] / "spec.toml", create_registry())
     before = reference.stat().st_mtime_ns
@@ -307,15 +454,20 @@ def test_existing_complete_file_is_current(reference: Path) -> None:
     assert reference.stat().st_mtime_ns == before
 
 
-def test_merge_with_empty_shards(tmp_path: Path, run_cli: Callable[..., Result]) -> None:
-    # Three units spread over five shards: two shards get no unit at all.
+def test_shard_beyond_units_refused(tmp_path: Path, run_cli: Callable[..., Result]) -> None:
+    # Three configurations of 40 hadronizations each: three units, so at most three shards.
     spec = write_spec(tmp_path, hadronizations=40)
-    spec.write_text(spec.read_text() + '\n[[imagers]]\nplugin = "eta-phi"\n')
-    shards = [run_cli("generate", str(spec), "--shard", f"{k}/5").stdout.strip() for k in range(1, 6)]
-    merged = tmp_path / "merged.h5"
-    assert run_cli("merge", str(merged), *shards).exit_code == 0
-    single = tmp_path / "single"
-    (single).mkdir()
-    (single / "spec.toml").write_text(spec.read_text())
-    reference_path = Path(run_cli("generate", str(single / "spec.toml")).stdout.strip())
-    assert_same_contents(reference_path, merged)
+    result = run_cli("generate", str(spec), "--shard", "1/5")
+    assert result.exit_code == 2
+    stderr = " ".join(result.stderr.split())
+    assert "invalid --shard 1/5: the 120 events form 3 work units (of up to 40 events)" in stderr
+    assert "N can be at most 3" in stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_shard_as_many_as_units(tmp_path: Path, run_cli: Callable[..., Result]) -> None:
+    spec = write_spec(tmp_path, hadronizations=40)
+    result = run_cli("generate", str(spec), "--shard", "3/3")
+    assert result.exit_code == 0
+    with Dataset(result.stdout.strip()) as dataset:
+        assert len(dataset) == 40

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import errno
 import logging
+import shlex
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -23,6 +24,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 #: Width of tables written to a file or a pipe, where no terminal sets one.
 PIPE_WIDTH = 160
+#: Key of click's ``ctx.meta`` (shared by every context of one call) that stores the command line's arguments.
+ARGUMENTS_KEY = "qcdtool.arguments"
 
 
 @dataclass
@@ -91,8 +94,54 @@ def verbosity_options(command: F) -> F:
     return command
 
 
+@dataclass(frozen=True)
+class Continuation:
+    """How to go on after a command stopped early: what it keeps, and the command line that goes on."""
+
+    #: A sentence on what the command keeps, or empty.
+    kept: str
+    command: str
+
+
+def continuation(arguments: Sequence[str]) -> Continuation:
+    """Build the command line that continues an interrupted command from its arguments (those after ``qcdtool``).
+
+    ``generate`` and ``train`` continue only with --resume, and ``train
+    --force`` would start the training over, so --force is dropped there.
+    ``run`` continues when it is given the same arguments. Other commands
+    keep no unfinished file and start again.
+    """
+    words = list(arguments)
+    # The group's own options are flags, so the first word that is not an option names the command.
+    name = next((word for word in words if not word.startswith("-")), None)
+    if name == "generate":
+        return Continuation("Finished units of events are kept.", _command_line(_with_resume(words)))
+    if name == "train":
+        words = _with_resume([word for word in words if word != "--force"])
+        return Continuation("Training goes on from each model's last checkpoint.", _command_line(words))
+    if name == "run":
+        if "--force" in words or any(word == "--from" or word.startswith("--from=") for word in words):
+            kept = "With --force or --from, the same command also redoes the stages that finished."
+        else:
+            kept = "Finished stages and units of events are kept."
+        return Continuation(kept, _command_line(words))
+    return Continuation("", _command_line(words))
+
+
+def _with_resume(words: list[str]) -> list[str]:
+    return words if "--resume" in words else [*words, "--resume"]
+
+
+def _command_line(words: Sequence[str]) -> str:
+    return shlex.join(["qcdtool", *words])
+
+
 class QcdtoolGroup(click.Group):
     """A click group that reports user errors in one line each and exits with status 2."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta.setdefault(ARGUMENTS_KEY, list(args))  # the outermost group receives the whole command line
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -110,9 +159,11 @@ class QcdtoolGroup(click.Group):
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except KeyboardInterrupt:
-            Console(stderr=True).print(
-                "[yellow]interrupted.[/] Finished work is kept: run the same command again to continue "
-                "('qcdtool generate' and 'qcdtool train' also need --resume)."
+            going_on = continuation(ctx.meta.get(ARGUMENTS_KEY, []))
+            kept = f" {going_on.kept}" if going_on.kept else ""
+            Console(stderr=True, highlight=False).print(
+                f"[yellow]interrupted.[/]{escape(kept)} To continue, run:\n  {escape(going_on.command)}",
+                soft_wrap=True,
             )
             ctx.exit(130)
         except OSError as exc:
@@ -120,10 +171,11 @@ class QcdtoolGroup(click.Group):
                 _internal_error(ctx, exc)
                 raise  # only reached with -v, where the traceback is wanted
             where = f" while writing {exc.filename}" if exc.filename else ""
+            going_on = continuation(ctx.meta.get(ARGUMENTS_KEY, []))
+            kept = f" {going_on.kept}" if going_on.kept else ""
             Console(stderr=True, highlight=False).print(
-                f"[bold red]error:[/] no space left on the device{where}. Unfinished files are never used and "
-                "finished work is kept: free some space, then run the same command again to continue "
-                "('qcdtool generate' and 'qcdtool train' also need --resume).",
+                f"[bold red]error:[/] no space left on the device{escape(where)}. Unfinished files are never "
+                f"used.{escape(kept)} Free some space, then run:\n  {escape(going_on.command)}",
                 soft_wrap=True,
             )
             ctx.exit(1)

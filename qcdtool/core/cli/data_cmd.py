@@ -136,7 +136,7 @@ def generate(
     spec_path: Path, events: int | None, workers: int, shard_text: str | None, resume: bool, output: Path | None
 ) -> None:
     """Generate events, find jets and draw images as SPEC says; write the dataset file."""
-    from qcdtool.core.generate import GenerateOptions, Shard, generate_dataset
+    from qcdtool.core.generate import GenerateOptions, Shard, check_options, generate_dataset
 
     state = get_state()
     shard = Shard.parse(shard_text) if shard_text is not None else None
@@ -144,6 +144,7 @@ def generate(
     options = GenerateOptions(
         n_events=events, workers=workers, shard=shard, resume=resume, output=output, verbosity=state.verbosity
     )
+    check_options(spec, options)  # before the log file creates the run folder
     with log_to_file(spec.run_dir / LOG_FILE), LazyProgress(state, "generating") as progress:
         path, summary = generate_dataset(spec, options, progress)
     state.err.print(summary)
@@ -227,7 +228,7 @@ def inspect(path: Path) -> None:
                         f"{values.min():.3f}",
                         f"{values.max():.3f}",
                     )
-            angle = np.asarray(dataset.file["jets"]["delta_angle"][:n])
+            angle = dataset.pair_distances()["delta_angle"]
             jets.add_row(
                 "both",
                 "angle between axes",
