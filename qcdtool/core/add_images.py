@@ -16,7 +16,6 @@ half-width, follow the jets stored in the file (see
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -33,7 +32,7 @@ import tomli_w
 from pydantic import ValidationError
 
 from qcdtool.core.contracts import Imager, ImagerInput, PluginContext
-from qcdtool.core.dataset import LEVELS, TEMPORARY_SUFFIX, Dataset, add_image_group
+from qcdtool.core.dataset import DATASET_SPEC_PARTS, LEVELS, TEMPORARY_SUFFIX, Dataset, add_image_group
 from qcdtool.core.errors import DatasetError, QcdtoolError
 from qcdtool.core.spec import JetsSection, RunSpec
 
@@ -210,12 +209,9 @@ def stored_content_hash(data: Mapping[str, Any], n_events: int | None) -> str:
     generate stage stores as ``spec_hash``. ``qcdtool merge`` compares it to
     tell whether shards hold the same content.
     """
-    selected = {
-        "seed": data["run"]["seed"],
-        "events": n_events,
-        **{part: data.get(part) for part in ("generator", "jets", "imagers")},
-    }
-    return hashlib.sha256(json.dumps(selected, sort_keys=True).encode()).hexdigest()
+    from qcdtool.core.generate import tables_hash
+
+    return tables_hash(data, n_events, DATASET_SPEC_PARTS)
 
 
 def _draw(

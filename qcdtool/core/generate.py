@@ -150,8 +150,12 @@ def events_difference(spec: RunSpec, dataset: Dataset, n_events: int | None = No
 
 
 def _hash(spec: RunSpec, n_events: int | None, parts: tuple[str, ...]) -> str:
-    data = spec.to_dict()
-    selected = {"seed": spec.run.seed, "events": n_events, **{part: data.get(part) for part in parts}}
+    return tables_hash(spec.to_dict(), n_events, parts)
+
+
+def tables_hash(data: Mapping[str, Any], n_events: int | None, parts: Sequence[str]) -> str:
+    """Hash the run seed, the tables ``parts`` of the resolved spec ``data``, and an ``--events`` override."""
+    selected = {"seed": data["run"]["seed"], "events": n_events, **{part: data.get(part) for part in parts}}
     return hashlib.sha256(json.dumps(selected, sort_keys=True).encode()).hexdigest()
 
 

@@ -217,12 +217,13 @@ def test_show_writes_png(generated: Path, tmp_path: Path, run_cli: Callable[...,
 
 
 def test_show_empty_dataset(tmp_path: Path, run_cli: Callable[..., Result]) -> None:
+    # No hadron-level jet lies within 1e-9 rad of its parton-level jet, so
+    # every event is skipped and the dataset holds none.
     spec = tmp_path / "spec.toml"
-    spec.write_text(SPEC)
-    run_cli("generate", str(spec), "--shard", "1/3")
-    shard = spec.parent / "runs" / "images" / "dataset.shard-1-of-3.h5"
+    spec.write_text(SPEC + "\n[jets]\nmatch_radius = 1e-9\n")
+    assert run_cli("generate", str(spec)).exit_code == 0
     picture = tmp_path / "pairs.png"
-    result = run_cli("images", str(shard), "--show", str(picture))
+    result = run_cli("images", str(dataset_of(spec)), "--show", str(picture))
     assert result.exit_code == 2
     assert "contains no events" in result.stderr
     assert not picture.exists()
