@@ -486,7 +486,7 @@ def read_manifest(folder: Path) -> PartsManifest | None:
 # --------------------------------------------------------------------------
 # Reading
 
-#: What h5py raises when HDF5 fails on a damaged file. It maps HDF5's error
+#: Exceptions that h5py raises when HDF5 fails on a damaged file. It maps HDF5's error
 #: codes to these classes and raises RuntimeError for the rest, so a
 #: truncated file, an unreadable object header or a chunk that its filter
 #: cannot decode each surface as one of them. ValueError also covers JSON
