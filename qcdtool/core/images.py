@@ -456,9 +456,9 @@ def pixelize(points: Points, rows: Axis, cols: Axis) -> Pixelized:
     # loop, against 57x in calls of 1,000 jets: most of the gap is page faults
     # on the 820 MB of new images it returns.
 
-    # The buffer holds every image and one spare element after them, which
-    # collects the weight of the points outside the window: cheaper than
-    # compressing every array to the inside points.
+    # The buffer contains every image and one spare element after them. The
+    # spare element collects the weight of the points outside the window,
+    # which is cheaper than compressing every array to the inside points.
     buffer = np.zeros(n_pixels + 1, dtype=np.float32)
     n_points = len(points)
     outside = np.empty(n_points, dtype=bool)

@@ -218,7 +218,7 @@ def test_show_writes_png(generated: Path, tmp_path: Path, run_cli: Callable[...,
 
 def test_show_empty_dataset(tmp_path: Path, run_cli: Callable[..., Result]) -> None:
     # No hadron-level jet lies within 1e-9 rad of its parton-level jet, so
-    # every event is skipped and the dataset holds none.
+    # every event is skipped and the dataset has no events.
     spec = tmp_path / "spec.toml"
     spec.write_text(SPEC + "\n[jets]\nmatch_radius = 1e-9\n")
     assert run_cli("generate", str(spec)).exit_code == 0

@@ -78,9 +78,9 @@ PARTICLE_FLAGS = {
     "doforcewidth": "doForceWidth",
     "taucalc": "tauCalc",
 }
-#: PYTHIA prints its banner, the settings and the processes at init(), which
-#: go to the run's log; these settings keep it from listing events or
-#: counting them during generation.
+#: Settings that stop PYTHIA from listing or counting events during
+#: generation. Its init() output (the processes, the changed settings and
+#: particle data) still goes to the run's log.
 QUIET_EVENTS = (
     "Next:numberCount = 0",
     "Next:numberShowEvent = 0",
