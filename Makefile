@@ -2,6 +2,7 @@
 #   make quickstart   run the bundled quickstart spec (specs/quickstart.toml);
 #                     its report is runs/quickstart/report.html
 #   make test         run the test suite
+#   make setup        only create .venv and install
 # Both create .venv with Python 3.11 and install qcdtool, its test tools and
 # the example plugin package on first use.
 
