@@ -170,7 +170,14 @@ def add_images(
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-    return f"{path.name}: added images of {', '.join(to_draw)} for {n_events} events"
+    added = [label for label in to_draw if label in plan.missing]
+    replaced = [label for label in to_draw if label not in plan.missing]
+    done = []
+    if added:
+        done.append(f"added images of {', '.join(added)}")
+    if replaced:
+        done.append(f"replaced images of {', '.join(replaced)}")
+    return f"{path.name}: {' and '.join(done)} for {n_events} events"
 
 
 def stored_spec(dataset: Dataset) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import difflib
 import json
 import logging
 import os
@@ -789,9 +790,11 @@ class Dataset:
         """Return the (n, C, H, W) image table of one imager and level, unread (slice it to read)."""
         _check_level(level)
         if label not in self.image_labels:
-            raise DatasetError(
-                f"{self.path} has no images of imager '{label}'; it has: {', '.join(self.image_labels) or 'none'}"
-            )
+            message = f"{self.path} has no images of imager '{label}'; it has: {', '.join(self.image_labels) or 'none'}"
+            close = difflib.get_close_matches(label, self.image_labels, n=1)
+            if close:
+                message += f"; did you mean '{close[0]}'?"
+            raise DatasetError(message)
         name = f"images/{label}/{level}"
         with self._reading(name):
             return ImageTable(self.file[name], self.path, name)

@@ -72,10 +72,12 @@ class Shard:
         """Parse ``k/N``; raise QcdtoolError for anything else."""
         match = SHARD_PATTERN.match(text)
         if match is None:
-            raise QcdtoolError(f"invalid --shard {text!r}; expected k/N with whole numbers, e.g. 1/4")
+            raise QcdtoolError(f"invalid --shard {text!r}; expected k/N with positive whole numbers, e.g. 1/4")
         index, count = int(match.group(1)), int(match.group(2))
-        if count < 1 or not 1 <= index <= count:
-            raise QcdtoolError(f"invalid --shard {text!r}; k must be between 1 and N (N >= 1), e.g. 1/{max(count, 1)}")
+        if count < 1:
+            raise QcdtoolError(f"invalid --shard {text!r}; the number of shards N must be at least 1, e.g. 1/1")
+        if not 1 <= index <= count:
+            raise QcdtoolError(f"invalid --shard {text!r}; k must be between 1 and N, e.g. 1/{count}")
         return cls(index, count)
 
     def select(self, units: Sequence[WorkUnit]) -> list[WorkUnit]:

@@ -197,7 +197,9 @@ def test_other_parameters_named(generated: Path, run_cli: Callable[..., Result])
 
 def test_force_replaces(generated: Path, run_cli: Callable[..., Result]) -> None:
     generated.write_text(SPEC.replace("size = 15", "size = 17"))
-    assert run_cli("images", str(generated), "--add", "--force").exit_code == 0
+    result = run_cli("images", str(generated), "--add", "--force")
+    assert result.exit_code == 0
+    assert "replaced images of eta-phi for 600 events" in result.stderr
     with Dataset(dataset_of(generated)) as dataset:
         assert dataset.images("eta-phi", "hadron").shape == (600, 1, 17, 17)
 
@@ -263,7 +265,7 @@ def test_show_independent_no_blank_pairs(tmp_path: Path, run_cli: Callable[..., 
 def test_show_unknown_imager(generated: Path, tmp_path: Path, run_cli: Callable[..., Result]) -> None:
     result = run_cli("images", str(dataset_of(generated)), "--show", str(tmp_path / "x.png"), "--imager", "etaphi")
     assert result.exit_code == 2
-    assert "has no images of imager 'etaphi'; it has: eta-phi" in result.stderr
+    assert "has no images of imager 'etaphi'; it has: eta-phi; did you mean 'eta-phi'?" in result.stderr
 
 
 def test_show_unsupported_type(generated: Path, tmp_path: Path, run_cli: Callable[..., Result]) -> None:

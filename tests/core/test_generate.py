@@ -353,8 +353,10 @@ def test_inspect_summary(reference: Path, run_cli: Callable[..., Result]) -> Non
     ("shard", "message"),
     [
         ("3/2", "invalid --shard '3/2'; k must be between 1 and N"),
-        ("x", "invalid --shard 'x'; expected k/N with whole numbers"),
+        ("x", "invalid --shard 'x'; expected k/N with positive whole numbers"),
         ("0/4", "invalid --shard '0/4'; k must be between 1 and N"),
+        ("1/0", "invalid --shard '1/0'; the number of shards N must be at least 1"),
+        ("-1/3", "invalid --shard '-1/3'; expected k/N with positive whole numbers"),
     ],
 )
 def test_bad_shard(shard: str, message: str, tmp_path: Path, run_cli: Callable[..., Result]) -> None:

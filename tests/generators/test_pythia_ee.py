@@ -218,6 +218,11 @@ def test_ecm_above_mass_window_rejected() -> None:
         PythiaEEParams(pythia=["23:mMax = 50"])
 
 
+def test_reserved_setting_names_spec_key() -> None:
+    with pytest.raises(ValidationError, match=r"'HadronLevel:all = off' .* set \[generator\] mode instead"):
+        PythiaEEParams(pythia=["HadronLevel:all = off"])
+
+
 def test_decay_channels_stay_reserved() -> None:
     with pytest.raises(ValidationError, match=r"'23:onMode = on' changes what qcdtool sets from flavors"):
         PythiaEEParams(pythia=["23:onMode = on"])

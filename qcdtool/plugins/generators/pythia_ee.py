@@ -49,15 +49,22 @@ MODE_COUNTS: dict[str, dict[str, int]] = {
     "rehadronize": {"parton_events": 2, "hadronizations": 1000},
     "independent": {"events": 10000},
 }
-#: Settings qcdtool makes itself, by key prefix (lower case), with what controls them.
-RESERVED_SETTINGS: dict[str, str] = {
-    "beams:": "ecm (qcdtool sets e+e- beams at ecm)",
-    "pdf:lepton": "the process definition (no beam photon radiation, so every event has exactly ecm)",
-    "weaksingleboson:": "the process definition (gamma*/Z -> q qbar)",
-    "23:": "flavors (the Z decay channels; of the Z's own properties only m0, mWidth, mMin and mMax may be set)",
-    "processlevel:all": "the generation mode",
-    "hadronlevel:all": "the generation mode",
-    "random:": "the run seed",
+#: Settings qcdtool makes itself, by key prefix (lower case): what controls
+#: them, and what to do instead.
+RESERVED_SETTINGS: dict[str, tuple[str, str]] = {
+    "beams:": ("ecm (qcdtool sets e+e- beams at ecm)", "set [generator] ecm instead"),
+    "pdf:lepton": (
+        "the process definition (no beam photon radiation, so every event has exactly ecm)",
+        "it is fixed for this generator",
+    ),
+    "weaksingleboson:": ("the process definition (gamma*/Z -> q qbar)", "it is fixed for this generator"),
+    "23:": (
+        "flavors (the Z decay channels; of the Z's own properties only m0, mWidth, mMin and mMax may be set)",
+        "set [generator] flavors instead",
+    ),
+    "processlevel:all": ("the generation mode", "set [generator] mode instead"),
+    "hadronlevel:all": ("the generation mode", "set [generator] mode instead"),
+    "random:": ("the run seed", "set [run] seed instead"),
 }
 #: Properties of the Z (id 23) that extra settings may change: the mass
 #: window of the gamma*/Z. Its decay channels are set from ``flavors``.
@@ -162,12 +169,9 @@ class PythiaEEParams(PluginParams):
             key = _split_setting(setting)[0].lower()
             if key in OPEN_Z_SETTINGS:
                 continue
-            for prefix, owner in RESERVED_SETTINGS.items():
+            for prefix, (owner, advice) in RESERVED_SETTINGS.items():
                 if key.startswith(prefix):
-                    raise ValueError(
-                        f"pythia[{index}] = {setting!r} changes what qcdtool sets from {owner}; "
-                        "set that in the spec instead"
-                    )
+                    raise ValueError(f"pythia[{index}] = {setting!r} changes what qcdtool sets from {owner}; {advice}")
         problems = _setting_problems(settings)
         if problems:
             raise ValueError(problems[0])
