@@ -132,7 +132,7 @@ def images_figure(dataset: Dataset, label: str, configurations: int = 3, samples
         axis.set_xlabel(axes_names[1], fontsize=8)
     if image_artist is not None:
         colourbar = figure.colorbar(image_artist, ax=grid, shrink=0.6)
-        colourbar.set_label(str(attrs["intensity"]), fontsize=8)
+        colourbar.set_label(f"{attrs['intensity']}; empty pixels white", fontsize=8)
     # Roughly 11 characters of 10-point text fit in an inch (an estimate), so long units wrap onto more lines.
     units = textwrap.fill(f"units: {attrs['units']}", width=int(2.6 * n_columns * 11))
     figure.suptitle(f"{dataset.path.name}: images '{label}'\n{units}", fontsize=10)
@@ -141,9 +141,14 @@ def images_figure(dataset: Dataset, label: str, configurations: int = 3, samples
 
 def _draw(axis: Any, picture: NDArray[np.float32], extent: tuple[float, ...], norm: Any) -> Any:
     """Draw one image with rows along the vertical axis, empty pixels left blank."""
+    from matplotlib.ticker import MaxNLocator
+
     masked = np.ma.masked_less_equal(picture, norm.vmin)
     artist = axis.imshow(masked, origin="lower", extent=extent, norm=norm, cmap="viridis", aspect="auto")
     axis.tick_params(labelsize=6)
+    # Five ticks per axis keep the labels of small panels apart.
+    axis.xaxis.set_major_locator(MaxNLocator(5))
+    axis.yaxis.set_major_locator(MaxNLocator(5))
     return artist
 
 
