@@ -16,7 +16,6 @@ half-width, follow the jets stored in the file (see
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -32,7 +31,14 @@ import tomli_w
 from pydantic import ValidationError
 
 from qcdtool.core.contracts import Imager, ImagerInput, PluginContext
-from qcdtool.core.dataset import DATASET_SPEC_PARTS, LEVELS, TEMPORARY_SUFFIX, Dataset, add_image_group
+from qcdtool.core.dataset import (
+    DATASET_SPEC_PARTS,
+    LEVELS,
+    TEMPORARY_SUFFIX,
+    Dataset,
+    add_image_group,
+    setting_changes,
+)
 from qcdtool.core.errors import DatasetError, QcdtoolError
 from qcdtool.core.spec import JetsSection, RunSpec
 
@@ -91,13 +97,7 @@ def record_differences(stored: Mapping[str, Any], record: Mapping[str, Any]) -> 
     the window are named only when every parameter agrees, which happens
     when a default that depends on the jets, or the plugin itself, changed.
     """
-    in_file: Mapping[str, Any] = stored["params"]
-    in_spec: Mapping[str, Any] = record["params"]
-    differences = [
-        f"{key} = {_shown(in_file.get(key))} in the file, {_shown(in_spec.get(key))} in the spec"
-        for key in sorted(set(in_file) | set(in_spec))
-        if in_file.get(key) != in_spec.get(key)
-    ]
+    differences = setting_changes(stored["params"], record["params"], "the file", "the spec")
     if differences:
         return tuple(differences)
     shape = [int(x) for x in stored["shape"]]
@@ -107,10 +107,6 @@ def record_differences(stored: Mapping[str, Any], record: Mapping[str, Any]) -> 
     if extents.shape != np.shape(record["extents"]) or not np.allclose(extents, record["extents"]):
         differences.append(f"extents = {extents.tolist()} in the file, {record['extents']} in the spec")
     return tuple(differences)
-
-
-def _shown(value: Any) -> str:
-    return "(not set)" if value is None else json.dumps(value)
 
 
 def add_images(
@@ -287,10 +283,5 @@ def images_for_dataset(spec: RunSpec, dataset: Dataset) -> dict[str, Imager]:
 def jets_difference(spec: RunSpec, dataset: Dataset) -> str | None:
     """Describe how the spec's [jets] differ from those the dataset's jets were found with, or return None."""
     in_file = stored_jets(dataset).model_dump(mode="json")
-    in_spec = spec.jets.model_dump(mode="json")
-    differences = [
-        f"{key} = {_shown(in_file.get(key))} in the file, {_shown(in_spec.get(key))} in the spec"
-        for key in in_file
-        if in_file.get(key) != in_spec.get(key)
-    ]
+    differences = setting_changes(in_file, spec.jets.model_dump(mode="json"), "the file", "the spec")
     return "; ".join(differences) if differences else None

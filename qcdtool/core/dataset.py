@@ -506,8 +506,8 @@ HDF5_READ_ERRORS: tuple[type[Exception], ...] = (
 
 
 @contextlib.contextmanager
-def reading(path: Path, what: str) -> Iterator[None]:
-    """Turn an HDF5 error raised while the block reads ``what`` from ``path`` into a DatasetError.
+def reading(path: Path, part: str) -> Iterator[None]:
+    """Turn an HDF5 error raised while the block reads ``part`` from ``path`` into a DatasetError.
 
     The error names the file, the table or attribute that failed and what to
     do. Only reads belong in the block: an OSError of a write (a full disk)
@@ -517,7 +517,7 @@ def reading(path: Path, what: str) -> Iterator[None]:
         yield
     except HDF5_READ_ERRORS as exc:
         detail = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        raise DatasetError(f"{path} is damaged: HDF5 cannot read {what} ({detail}). {recovery_advice(path)}") from exc
+        raise DatasetError(f"{path} is damaged: HDF5 cannot read {part} ({detail}). {recovery_advice(path)}") from exc
 
 
 def recovery_advice(path: Path) -> str:
@@ -692,8 +692,8 @@ class Dataset:
     def __len__(self) -> int:
         return self._rows
 
-    def _reading(self, what: str) -> contextlib.AbstractContextManager[None]:
-        return reading(self.path, what)
+    def _reading(self, part: str) -> contextlib.AbstractContextManager[None]:
+        return reading(self.path, part)
 
     @property
     def attrs(self) -> h5py.AttributeManager:

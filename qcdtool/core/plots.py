@@ -38,7 +38,7 @@ def image_groups(
     When some configuration has several hadronizations (rehadronize mode),
     each of the first ``configurations`` gets a row: its parton image, then
     up to ``samples`` hadron images. When every configuration has a single
-    hadronization (independent mode), a row holds ``(samples + 2) // 2``
+    hadronization (independent mode), a row contains ``(samples + 2) // 2``
     parton/hadron pairs of consecutive configurations, so the picture keeps
     about the same width and shows more configurations.
     """

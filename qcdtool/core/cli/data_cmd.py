@@ -204,10 +204,10 @@ def inspect(path: Path) -> None:
             multiplicity, charged = _multiplicities(dataset, level)
             # At parton level the charged particles are the quarks and antiquarks,
             # and the rare leptons from photon splittings.
-            which = "charged (mostly quarks)" if level == "parton" else "charged"
+            charged_label = "charged (mostly quarks)" if level == "parton" else "charged"
             table.add_row(
                 f"{level}-level particles per event",
-                f"mean {multiplicity:.2f}, {which} mean {charged:.2f}",
+                f"mean {multiplicity:.2f}, {charged_label} mean {charged:.2f}",
             )
         for key, value in sorted(dataset.counters.items()):
             table.add_row(f"counter {key}", str(value))

@@ -288,9 +288,9 @@ def _check_value(value: str, kind: str, read_stored: Any) -> str | None:
     try:
         parse(value)
     except ValueError:
-        what = "a number" if kind == "parm" else "a whole number"
-        hint = "write a decimal point, not a comma" if "," in value else f"write {what}"
-        return f"{value!r} is not {what}, and PYTHIA reads it as {read_stored()!r}; {hint}"
+        expected = "a number" if kind == "parm" else "a whole number"
+        hint = "write a decimal point, not a comma" if "," in value else f"write {expected}"
+        return f"{value!r} is not {expected}, and PYTHIA reads it as {read_stored()!r}; {hint}"
     return None
 
 
